@@ -1,0 +1,45 @@
+# kafka-connect-probe — every command a user or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help uv install install-dev run test test-unit lint typecheck format
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
+
+uv: ## make sure the uv package manager is there (from PyPI)
+	@command -v $(UV) >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+	@command -v $(UV) >/dev/null 2>&1 || { echo "uv not found after install; put ~/.local/bin on PATH" >&2; exit 1; }
+
+install: uv ## install the sidecar into .venv (runtime dependencies, pinned by uv.lock)
+	$(UV) sync --frozen --no-dev
+
+install-dev: uv ## install the sidecar and the development tools into .venv
+	$(UV) sync --frozen
+
+run: install ## serve against $$CONNECT_PROBE_CONNECT_URL (default http://localhost:8083) on :18083
+	$(BIN)/connect-probe
+
+test-unit: install-dev ## fast tests only (no Java, no real Kafka Connect)
+	$(BIN)/pytest -m "not realconnect" -q
+
+test: install-dev ## every test, including the ones against a real Kafka Connect worker
+	$(BIN)/pytest -q
+
+lint: install-dev ## ruff lint + format check + mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict app
+
+format: install-dev ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Each area (real Connect harness, deploy checks, benchmark, soak) keeps its targets in mk/.
+-include mk/*.mk

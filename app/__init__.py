@@ -1,0 +1,3 @@
+"""kafka-connect-probe: Kubernetes probes for Kafka Connect workers."""
+
+__version__ = "0.1.0"

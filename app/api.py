@@ -1,0 +1,91 @@
+"""HTTP routes. Probe handlers only read the monitor's cached answer: they never call Connect."""
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from app.monitor import Monitor, ProbeAnswer
+from app.schemas import HealthzBody, ProbeBody, StatusBody
+
+JSON = "application/json"
+NO_STORE = {"Cache-Control": "no-store"}
+
+_PROBE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ProbeBody, "description": "healthy"},
+    503: {"model": ProbeBody, "description": "unhealthy, with reasons"},
+}
+
+
+def _respond(answer: ProbeAnswer) -> Response:
+    return Response(answer.body, answer.status_code, NO_STORE, JSON)
+
+
+def build_router(
+    monitor_source: Callable[[], Monitor | None],
+    loop_alive: Callable[[], tuple[bool, str]],
+) -> APIRouter:
+    """Routes bound to the running app's monitor (set by the lifespan)."""
+    router = APIRouter()
+
+    def probe(name: str) -> Response:
+        monitor = monitor_source()
+        try:
+            if monitor is None:
+                raise RuntimeError("the sidecar is not started")
+            return _respond(monitor.answer(name))
+        except Exception as exc:  # a probe answers 503 with a reason, never 500
+            if monitor is None:
+                body = (
+                    b'{"probe":"' + name.encode() + b'","ok":false,"summary":"not started",'
+                    b'"scope":"","worker_id":null,"last_success":null,"counts":{},'
+                    b'"omitted":0,"reasons":[{"code":"internal_error","message":"not started"}]}'
+                )
+                return Response(body, 503, NO_STORE, JSON)
+            return _respond(monitor.internal_error_answer(name, exc))
+
+    @router.api_route(
+        "/ready",
+        methods=["GET", "HEAD"],
+        responses=_PROBE_RESPONSES,
+        summary="Readiness: this worker can do its job (200) or not (503)",
+    )
+    async def ready() -> Response:
+        return probe("ready")
+
+    @router.api_route(
+        "/live",
+        methods=["GET", "HEAD"],
+        responses=_PROBE_RESPONSES,
+        summary="Liveness: 503 only when restarting the Connect container would help",
+    )
+    async def live() -> Response:
+        return probe("live")
+
+    @router.api_route(
+        "/healthz",
+        methods=["GET", "HEAD"],
+        responses={
+            200: {"model": HealthzBody, "description": "the poll loop is alive"},
+            503: {"model": HealthzBody, "description": "the poll loop is dead or stuck"},
+        },
+        summary="The sidecar's own liveness, independent of Connect",
+    )
+    async def healthz() -> Response:
+        alive, message = loop_alive()
+        body = HealthzBody(ok=alive, message=message).model_dump_json().encode()
+        return Response(body, 200 if alive else 503, NO_STORE, JSON)
+
+    @router.api_route(
+        "/status",
+        methods=["GET", "HEAD"],
+        responses={200: {"model": StatusBody, "description": "the full picture, for humans"}},
+        summary="Everything the sidecar knows: identity, connectors, verdicts, poll, settings",
+    )
+    async def status() -> Response:
+        monitor = monitor_source()
+        if monitor is None:
+            return Response(b'{"error":"not started"}', 200, NO_STORE, JSON)
+        return Response(monitor.status(), 200, NO_STORE, JSON)
+
+    return router

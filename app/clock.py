@@ -1,0 +1,22 @@
+"""Time, injectable: the poller and the verdicts read it only through a ``Clock``."""
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Monotonic time for durations and deadlines; wall time only for display."""
+
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> float: ...
+
+
+class SystemClock:
+    """The real clocks."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()

@@ -1,0 +1,360 @@
+"""A thin, strict client for the few Kafka Connect REST endpoints the sidecar reads.
+
+Every request is a GET with a whole-request deadline (connect + headers + body, so a body trickled
+one byte at a time cannot stretch it) and a response-size cap. Failures are raised as one tree::
+
+    ConnectError                  (code, message; never carries credentials)
+    ├── ConnectUnreachable        refused, reset, DNS, TLS handshake   -> counts against liveness
+    ├── ConnectTimeout            no complete answer within TIMEOUT    -> counts against liveness
+    ├── ConnectHTTPError          unexpected status; 5xx counts against liveness
+    │   ├── ConnectAuthError      401/403: fix the credentials, restarting Connect won't help
+    │   └── ConnectStarting       Jetty's HTML 404 while Connect registers its resources
+    └── ConnectBadResponse        not JSON, wrong shape, too large, a redirect
+"""
+
+import asyncio
+import hashlib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, TypeVar
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from app.models import (
+    ConnectorStatus,
+    ExpandedEntry,
+    HealthBody,
+    ServerInfo,
+    Snapshot,
+    WorkerHealth,
+)
+from app.settings import Settings
+
+__all__ = [
+    "ConnectAuthError",
+    "ConnectBadResponse",
+    "ConnectClient",
+    "ConnectError",
+    "ConnectHTTPError",
+    "ConnectStarting",
+    "ConnectTimeout",
+    "ConnectUnreachable",
+    "build_http_client",
+]
+
+EXPAND_STATUS: Final = (("expand", "status"),)
+T = TypeVar("T")
+
+
+class ConnectError(Exception):
+    """A poll could not get a usable answer from Connect."""
+
+    code = "connect_error"
+    counts_against_liveness = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConnectUnreachable(ConnectError):
+    code = "connect_unreachable"
+    counts_against_liveness = True
+
+
+class ConnectTimeout(ConnectError):
+    code = "connect_timeout"
+    counts_against_liveness = True
+
+
+class ConnectHTTPError(ConnectError):
+    code = "connect_http_error"
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.counts_against_liveness = status_code >= 500
+
+
+class ConnectAuthError(ConnectHTTPError):
+    code = "connect_auth"
+
+
+class ConnectStarting(ConnectHTTPError):
+    code = "connect_starting"
+
+
+class ConnectBadResponse(ConnectError):
+    code = "connect_bad_response"
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    status_code: int
+    content_type: str
+    body: bytes
+    location: str | None
+
+
+_LegacyOrExpanded = dict[str, ExpandedEntry] | list[str]
+_expanded_decoder = msgspec.json.Decoder(_LegacyOrExpanded)
+_status_decoder = msgspec.json.Decoder(ConnectorStatus)
+_health_decoder = msgspec.json.Decoder(HealthBody)
+_server_info_decoder = msgspec.json.Decoder(ServerInfo)
+
+
+def build_http_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The one shared client: base URL, preemptive basic auth, TLS, no redirects, no env proxies."""
+    password = settings.resolved_password()
+    auth = (
+        httpx.BasicAuth(settings.username, password or "")
+        if settings.username is not None
+        else None
+    )
+    return httpx.AsyncClient(
+        base_url=settings.connect_url,
+        auth=auth,  # httpx sends Basic credentials with the first request: Connect never challenges
+        verify=_ssl_context(settings) if settings.connect_url.startswith("https") else True,
+        timeout=httpx.Timeout(settings.timeout),
+        follow_redirects=False,
+        # A sidecar talks to localhost: an HTTP(S)_PROXY meant for other traffic must not apply.
+        trust_env=False,
+        limits=httpx.Limits(max_connections=max(4, settings.status_concurrency + 2)),
+        headers={"Accept": "application/json", "User-Agent": "kafka-connect-probe"},
+        transport=transport,
+    )
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(
+        cafile=str(settings.ca_file) if settings.ca_file is not None else None
+    )
+    if settings.cert_file is not None:
+        context.load_cert_chain(
+            str(settings.cert_file),
+            str(settings.key_file) if settings.key_file is not None else None,
+        )
+    if not settings.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _describe_decode_error(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class ConnectClient:
+    """The reads a poll needs, each returning parsed models or raising a ``ConnectError``."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self._http = http
+        self._timeout = settings.timeout
+        self._max_bytes = settings.max_response_bytes
+        self._concurrency = settings.status_concurrency
+        self._last_body_digest: bytes | None = None
+        self._last_statuses: tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]] | None = None
+
+    async def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> RawResponse:
+        """GET ``path`` within the deadline, reading at most ``max_response_bytes``."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._get(path, params)
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"GET {path} got no complete answer within {self._timeout:g}s"
+            ) from None
+        except httpx.TimeoutException:
+            raise ConnectTimeout(
+                f"GET {path} got no complete answer within {self._timeout:g}s"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ConnectUnreachable(f"GET {path} failed: {_transport_detail(exc)}") from None
+
+    async def _get(self, path: str, params: Sequence[tuple[str, str]]) -> RawResponse:
+        async with self._http.stream("GET", path, params=list(params)) as response:
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
+                raise self._too_large(path)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > self._max_bytes:
+                    raise self._too_large(path)
+            return RawResponse(
+                status_code=response.status_code,
+                content_type=response.headers.get("content-type", ""),
+                body=bytes(body),
+                location=response.headers.get("location"),
+            )
+
+    def _too_large(self, path: str) -> ConnectBadResponse:
+        return ConnectBadResponse(
+            f"GET {path} answered more than {self._max_bytes} bytes (MAX_RESPONSE_BYTES); "
+            "refusing to read it"
+        )
+
+    @staticmethod
+    def raise_for_status(path: str, raw: RawResponse) -> None:
+        """Turn any answer but 200 into the right ``ConnectError``."""
+        status = raw.status_code
+        if status == 200:
+            return
+        if 300 <= status < 400:
+            target = f" to {raw.location[:200]}" if raw.location else ""
+            raise ConnectBadResponse(
+                f"GET {path} answered a redirect ({status}{target}); Connect never redirects, "
+                "so CONNECT_URL probably points at something else"
+            )
+        if status in (401, 403):
+            raise ConnectAuthError(
+                f"GET {path} was refused with {status}: check USERNAME and PASSWORD/PASSWORD_FILE",
+                status,
+            )
+        if status == 404 and not _is_json(raw):
+            raise ConnectStarting(
+                f"GET {path} answered 404 with a non-JSON page: the REST server is up but "
+                "Connect has not registered its resources yet (worker starting)",
+                status,
+            )
+        raise ConnectHTTPError(f"GET {path} answered {status}{_error_detail(raw)}", status)
+
+    async def fetch_statuses(self) -> tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]]:
+        """All connectors' statuses: ``(by name, legacy_api, listed_without_status)``.
+
+        One ``GET /connectors?expand=status`` on Connect ≥ 2.3. Older workers ignore ``expand``
+        and answer the plain name list; then each status is fetched with bounded concurrency.
+        """
+        path = "/connectors"
+        raw = await self.get(path, EXPAND_STATUS)
+        self.raise_for_status(path, raw)
+        digest = hashlib.blake2b(raw.body, digest_size=16).digest()
+        if digest == self._last_body_digest and self._last_statuses is not None:
+            return self._last_statuses  # byte-for-byte the same answer: skip parsing and tracking
+        decoded = self._decode(path, raw, _expanded_decoder)
+        if isinstance(decoded, dict):
+            result = {name: entry.status for name, entry in decoded.items()}, False, ()
+            self._last_body_digest, self._last_statuses = digest, result
+            return result
+        self._last_body_digest = self._last_statuses = None
+        return await self._fetch_each(decoded)
+
+    async def _fetch_each(
+        self, names: list[str]
+    ) -> tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]]:
+        limiter = asyncio.Semaphore(self._concurrency)
+
+        async def one(name: str) -> ConnectorStatus | None:
+            path = f"/connectors/{quote(name, safe='')}/status"
+            async with limiter:
+                raw = await self.get(path)
+            if raw.status_code == 404 and _is_json(raw):
+                return None  # listed, but its worker has not written a status yet
+            self.raise_for_status(path, raw)
+            return self._decode(path, raw, _status_decoder)
+
+        results = await asyncio.gather(*(one(name) for name in names))
+        statuses = {
+            name: status for name, status in zip(names, results, strict=True) if status is not None
+        }
+        missing = tuple(name for name, status in zip(names, results, strict=True) if status is None)
+        return statuses, True, missing
+
+    async def fetch_health(self) -> WorkerHealth:
+        """``GET /health``; a JSON 404 means the worker predates 3.9."""
+        path = "/health"
+        try:
+            raw = await self.get(path)
+        except ConnectTimeout:
+            return WorkerHealth(
+                "timeout",
+                f"GET /health got no answer within {self._timeout:g}s: the worker's herder "
+                "thread is busy or stuck",
+            )
+        if raw.status_code == 404 and _is_json(raw):
+            return WorkerHealth("unsupported", "GET /health is not supported (Connect < 3.9)")
+        if raw.status_code not in (200, 500, 503):
+            self.raise_for_status(path, raw)
+        try:
+            body = _health_decoder.decode(raw.body)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            if raw.status_code == 200:
+                raise ConnectBadResponse(
+                    "GET /health answered 200 with an unexpected body: "
+                    + _describe_decode_error(exc)
+                ) from None
+            raise ConnectHTTPError(
+                f"GET /health answered {raw.status_code}{_error_detail(raw)}", raw.status_code
+            ) from None
+        message = body.message[:500]
+        if raw.status_code == 200 and body.status == "healthy":
+            return WorkerHealth("healthy", message)
+        if raw.status_code == 503 or body.status == "starting":
+            return WorkerHealth("starting", message)
+        return WorkerHealth("unhealthy", message)
+
+    async def fetch_server_info(self) -> ServerInfo | None:
+        """``GET /`` for the version; optional, so any failure is just ``None``."""
+        try:
+            raw = await self.get("/")
+            self.raise_for_status("/", raw)
+            return _server_info_decoder.decode(raw.body)
+        except (ConnectError, msgspec.DecodeError, UnicodeDecodeError):
+            return None
+
+    @staticmethod
+    def _decode(path: str, raw: RawResponse, decoder: msgspec.json.Decoder[T]) -> T:
+        try:
+            return decoder.decode(raw.body)
+        except msgspec.ValidationError as exc:
+            raise ConnectBadResponse(
+                f"GET {path} answered JSON of an unexpected shape: {_describe_decode_error(exc)}"
+            ) from None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            content_type = raw.content_type or "no content type"
+            raise ConnectBadResponse(
+                f"GET {path} answered something that is not JSON ({content_type}): "
+                + _describe_decode_error(exc)
+            ) from None
+
+
+def _transport_detail(exc: httpx.TransportError) -> str:
+    """The OS-level cause ("Connection refused") rather than httpx's generic wrapper text."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__
+
+
+def _is_json(raw: RawResponse) -> bool:
+    body = raw.body.lstrip()
+    return body.startswith((b"{", b"[")) and "html" not in raw.content_type.lower()
+
+
+def _error_detail(raw: RawResponse) -> str:
+    """Connect's ``{"error_code", "message"}`` message, if the body is one."""
+    try:
+        decoded = msgspec.json.decode(raw.body[:4096])
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return ""
+    if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
+        return f": {decoded['message'][:300]}"
+    return ""
+
+
+def snapshot_from(
+    statuses: tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]], health: WorkerHealth
+) -> Snapshot:
+    """Bundle one poll's reads."""
+    connectors, legacy, missing = statuses
+    return Snapshot(
+        connectors=connectors, health=health, legacy_api=legacy, statuses_missing=missing
+    )

@@ -1,0 +1,129 @@
+"""The application factory and its lifespan. No module-level app; nothing happens at import."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import build_router
+from app.clock import Clock, SystemClock
+from app.connect import ConnectClient, build_http_client
+from app.identity import Identity, detect_identity, explicit_identity, local_host_names
+from app.monitor import Monitor
+from app.poller import Poller
+from app.settings import Settings
+from app.verdict import Rules
+
+logger = logging.getLogger(__name__)
+
+# Host-name look-ups (FQDN) can hang on a broken resolver; identity detection must not.
+IDENTITY_LOOKUP_TIMEOUT = 3.0
+
+
+@dataclass
+class Runtime:
+    """What the lifespan builds and the routes read."""
+
+    monitor: Monitor | None = None
+    poller: Poller | None = None
+    task: asyncio.Task[None] | None = None
+
+
+async def resolve_identity(settings: Settings) -> Identity:
+    """WORKER_ID if set, otherwise every id this worker could be advertising."""
+    if settings.worker_id is not None:
+        return explicit_identity(settings.worker_id)
+    try:
+        async with asyncio.timeout(IDENTITY_LOOKUP_TIMEOUT):
+            names = await asyncio.to_thread(local_host_names)
+    except TimeoutError:
+        logger.warning("host name look-up timed out; worker-id candidates use POD_IP and loopback")
+        names = []
+    return detect_identity(settings.connect_port(), settings.pod_ip, names)
+
+
+def build_monitor_and_poller(
+    settings: Settings, client: ConnectClient, identity: Identity, clock: Clock
+) -> tuple[Monitor, Poller]:
+    """Wire the rules, monitor and poller for one sidecar."""
+    monitor = Monitor(settings, Rules(settings, identity), clock)
+    poller = Poller(
+        client,
+        clock,
+        poll_interval=settings.poll_interval,
+        health_recheck_interval=settings.health_recheck_interval,
+        required=settings.required_connectors,
+        on_poll=monitor.on_poll,
+    )
+    return monitor, poller
+
+
+def create_app(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """A fresh app for ``settings``; ``transport`` and ``clock`` are for tests."""
+    clock = clock or SystemClock()
+    runtime = Runtime()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        identity = await resolve_identity(settings)
+        async with build_http_client(settings, transport) as http:
+            monitor, poller = build_monitor_and_poller(
+                settings, ConnectClient(http, settings), identity, clock
+            )
+            runtime.monitor, runtime.poller = monitor, poller
+            runtime.task = asyncio.create_task(poller.run(), name="connect-poller")
+            logger.info(
+                "watching %s every %gs, scope=%s, worker id %s",
+                settings.connect_url,
+                settings.poll_interval,
+                settings.scope,
+                settings.worker_id or f"auto-detected from {len(identity.ordered)} candidates",
+            )
+            try:
+                yield
+            finally:
+                runtime.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runtime.task
+
+    app = FastAPI(
+        title="kafka-connect-probe",
+        version=__version__,
+        description="Readiness and liveness probes for a Kafka Connect worker, answered from a "
+        "background poll of its REST API.",
+        lifespan=lifespan,
+    )
+    app.include_router(build_router(lambda: runtime.monitor, _loop_alive(runtime, settings, clock)))
+    app.state.runtime = runtime
+    return app
+
+
+def _loop_alive(
+    runtime: Runtime, settings: Settings, clock: Clock
+) -> Callable[[], tuple[bool, str]]:
+    """/healthz: the poll task is running and has finished a poll recently."""
+    # A poll takes at most TIMEOUT (its requests' deadline), then the loop waits POLL_INTERVAL.
+    allowed = settings.poll_interval + settings.timeout + 10.0
+
+    def check() -> tuple[bool, str]:
+        task, poller = runtime.task, runtime.poller
+        if task is None or poller is None:
+            return False, "the poll loop has not started"
+        if task.done():
+            return False, "the poll loop has stopped"
+        quiet = clock.monotonic() - poller.last_loop_activity
+        if quiet > allowed:
+            return False, f"the poll loop has not completed a poll for {quiet:.0f}s"
+        return True, f"the poll loop is running ({poller.state.polls} polls)"
+
+    return check

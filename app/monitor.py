@@ -1,0 +1,183 @@
+"""Turns the latest poll state into probe answers, cached until the answer could change.
+
+A verdict depends on the poll state and on time (grace periods, MAX_AGE). Each ``Verdict`` says
+until when only a new poll could change it, so a probe usually costs a dictionary lookup. This is
+also where verdict changes and connector/task state changes are logged — once each, never per
+probe or per poll.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from app import __version__
+from app.clock import Clock
+from app.identity import Identity
+from app.logs import safe
+from app.pollstate import PollState
+from app.render import matched_worker_ids, probe_body, status_page
+from app.settings import Settings
+from app.tracking import Change
+from app.verdict import Reason, Rules, Verdict, evaluate_live, evaluate_ready, first_line, iso
+
+logger = logging.getLogger("app.verdict")
+changes_logger = logging.getLogger("app.changes")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer:
+    """A rendered probe response."""
+
+    status_code: int
+    body: bytes
+    verdict: Verdict
+
+
+@dataclass(slots=True)
+class _Cached:
+    generation: int
+    answer: ProbeAnswer
+
+
+class Monitor:
+    """Reads ``state_source()`` (the poller's latest state) and answers probes from it."""
+
+    def __init__(self, settings: Settings, rules: Rules, clock: Clock) -> None:
+        self._settings = settings
+        self._rules = rules
+        self._clock = clock
+        self._state = PollState(started=clock.monotonic())
+        self._cache: dict[str, _Cached] = {}
+        self._last_logged: dict[str, tuple[bool, tuple[str, ...]]] = {}
+        self._matched: list[str] = []
+        self._matched_generation = -1
+
+    @property
+    def identity(self) -> Identity:
+        return self._rules.identity
+
+    @property
+    def state(self) -> PollState:
+        return self._state
+
+    # --- fed by the poller ------------------------------------------------------------------
+    def on_poll(self, state: PollState, changes: list[Change]) -> None:
+        """Publish a new state, log object changes, and re-judge so verdict changes get logged."""
+        self._state = state
+        if changes:
+            self._log_changes(changes)
+        self.answer("ready")
+        self.answer("live")
+
+    def _log_changes(self, changes: list[Change]) -> None:
+        rules = self._rules
+        for change in changes:
+            if not rules.selector.selected(change.connector):
+                continue
+            workers = [w for w in (change.old_worker, change.new_worker) if w is not None]
+            if not any(rules.in_scope(worker) for worker in workers):
+                continue
+            # Appearances are news only when not fine.
+            if change.old_state is None and change.new_state in rules.ready_states:
+                continue
+            what = f"{safe(change.connector)}" + (
+                f" task {change.task}" if change.task is not None else " connector"
+            )
+            old = change.old_state or "(new)"
+            new = change.new_state or "(gone)"
+            if old == new:
+                changes_logger.debug(
+                    "%s %s moved %s -> %s",
+                    what,
+                    new,
+                    safe(change.old_worker),
+                    safe(change.new_worker),
+                )
+                continue
+            trace = first_line(change.trace)
+            changes_logger.info(
+                "%s %s→%s on %s%s",
+                what,
+                old,
+                new,
+                safe(change.new_worker or change.old_worker),
+                f": {safe(trace)}" if trace else "",
+            )
+
+    # --- answering probes -------------------------------------------------------------------
+    def answer(self, probe: str) -> ProbeAnswer:
+        """The cached answer for ``probe`` ("ready" or "live"), re-judged only when due."""
+        state = self._state
+        now = self._clock.monotonic()
+        cached = self._cache.get(probe)
+        if (
+            cached is not None
+            and cached.generation == state.generation
+            and now < cached.answer.verdict.valid_until
+        ):
+            return cached.answer
+        wall_offset = self._clock.wall() - now
+        if probe == "ready":
+            verdict = evaluate_ready(state, self._rules, now, wall_offset)
+        else:
+            verdict = evaluate_live(state, self._rules, now, wall_offset)
+        body = probe_body(
+            verdict,
+            scope=self._rules.scope,
+            worker_id=self._worker_id(state),
+            last_success=iso(state.last_success, wall_offset) if state.last_success else None,
+        )
+        answer = ProbeAnswer(200 if verdict.ok else 503, body, verdict)
+        self._cache[probe] = _Cached(state.generation, answer)
+        self._log_verdict(verdict)
+        return answer
+
+    def internal_error_answer(self, probe: str, error: BaseException) -> ProbeAnswer:
+        """What a probe says when judging itself failed: 503 with a reason, never a 500."""
+        logger.error("evaluating /%s failed", probe, exc_info=error)
+        verdict = Verdict(
+            probe,
+            False,
+            f"not {probe}: internal error in the sidecar ({type(error).__name__})",
+            (Reason("internal_error", f"internal error: {type(error).__name__}"),),
+        )
+        body = probe_body(verdict, scope=self._rules.scope, worker_id=None, last_success=None)
+        return ProbeAnswer(503, body, verdict)
+
+    def _worker_id(self, state: PollState) -> str | None:
+        if self._settings.worker_id is not None:
+            return self._settings.worker_id
+        if self._matched_generation != state.generation:
+            self._matched = matched_worker_ids(state, self._rules.identity)
+            self._matched_generation = state.generation
+        return ", ".join(self._matched[:4]) if self._matched else None
+
+    def _log_verdict(self, verdict: Verdict) -> None:
+        key = (verdict.ok, tuple(sorted({reason.code for reason in verdict.reasons})))
+        previous = self._last_logged.get(verdict.probe)
+        if previous == key:
+            return
+        self._last_logged[verdict.probe] = key
+        if previous is None and verdict.ok:
+            logger.info("%s", safe(verdict.summary))
+            return
+        level = logging.INFO if verdict.ok else logging.WARNING
+        logger.log(level, "%s", safe(verdict.summary))
+
+    def status(self, version: str = __version__) -> bytes:
+        """The /status page."""
+        ready = self.answer("ready").verdict
+        live = self.answer("live").verdict
+        now = self._clock.monotonic()
+        state = self._state
+        self._worker_id(state)
+        return status_page(
+            state=state,
+            rules=self._rules,
+            settings=self._settings,
+            ready=ready,
+            live=live,
+            matched=self._matched,
+            now=now,
+            wall_offset=self._clock.wall() - now,
+            version=version,
+        )

@@ -1,0 +1,176 @@
+"""The background poll: one loop, one poll at a time, never raising, publishing a ``PollState``.
+
+Each poll reads ``GET /connectors?expand=status`` and, on Connect ≥ 3.9, ``GET /health`` at the
+same time (plus ``GET /`` for the version after (re)connecting). Probe handlers never wait for it:
+they read the latest published state.
+"""
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from app.clock import Clock
+from app.connect import ConnectClient, ConnectError, snapshot_from
+from app.models import ConnectorStatus, ServerInfo, Snapshot, WorkerHealth
+from app.pollstate import PollFailure, PollState
+from app.tracking import Change, StateTracker
+
+logger = logging.getLogger(__name__)
+
+StatusesResult = tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]]
+
+
+class Poller:
+    """Owns the poll loop and the object tracker; ``state`` is the latest ``PollState``."""
+
+    def __init__(
+        self,
+        client: ConnectClient,
+        clock: Clock,
+        *,
+        poll_interval: float,
+        health_recheck_interval: float,
+        required: tuple[str, ...] = (),
+        on_poll: Callable[[PollState, list[Change]], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._interval = poll_interval
+        self._health_recheck = health_recheck_interval
+        self._tracker = StateTracker(required)
+        self._on_poll = on_poll
+        self._health_unsupported_until: float | None = None
+        self._last_statuses: StatusesResult | None = None
+        self.state = PollState(started=clock.monotonic())
+        self.last_loop_activity = self.state.started
+
+    async def run(self) -> None:
+        """Poll every ``poll_interval`` (start to start) until cancelled; polls never overlap."""
+        while True:
+            started = self._clock.monotonic()
+            await self.poll_once()
+            self.last_loop_activity = self._clock.monotonic()
+            await asyncio.sleep(max(0.0, started + self._interval - self._clock.monotonic()))
+
+    def _health_due(self, now: float) -> bool:
+        return self._health_unsupported_until is None or now >= self._health_unsupported_until
+
+    async def poll_once(self) -> PollState:
+        """One poll; records success or failure and returns the new state. Never raises."""
+        started = self._clock.monotonic()
+        previous = self.state
+        check_health = self._health_due(started)
+        want_info = previous.server_info is None or previous.failure is not None
+        try:
+            async with asyncio.TaskGroup() as group:
+                statuses_task = group.create_task(self._client.fetch_statuses())
+                health_task = group.create_task(
+                    self._client.fetch_health() if check_health else _unchecked()
+                )
+                info_task = group.create_task(
+                    self._client.fetch_server_info() if want_info else _none()
+                )
+        except ExceptionGroup as errors:  # the first failure cancels the other requests
+            failure = _failure_from(errors.exceptions)
+            return self._record_failure(started, failure)
+        statuses, health, info = statuses_task.result(), health_task.result(), info_task.result()
+        return self._record_success(started, statuses, health, info or previous.server_info)
+
+    def _record_failure(self, started: float, failure: PollFailure) -> PollState:
+        now = self._clock.monotonic()
+        previous = self.state
+        trouble_since = previous.live_trouble_since
+        if failure.live:
+            trouble_since = started if trouble_since is None else trouble_since
+        else:
+            trouble_since = None  # Connect answered: restarting it would not help
+        state = dataclasses.replace(
+            previous,
+            generation=previous.generation + 1,
+            polls=previous.polls + 1,
+            last_attempt=now,
+            last_duration=now - started,
+            failure=failure,
+            live_trouble_since=trouble_since,
+            live_trouble=failure.message if failure.live else None,
+        )
+        if previous.failure is None or previous.failure.code != failure.code:
+            logger.warning("poll failed: %s", failure.message)
+        return self._publish(state, [])
+
+    def _record_success(
+        self,
+        started: float,
+        statuses: StatusesResult,
+        health: WorkerHealth,
+        info: ServerInfo | None,
+    ) -> PollState:
+        now = self._clock.monotonic()
+        previous = self.state
+        if health.kind == "unsupported":
+            self._health_unsupported_until = now + self._health_recheck
+        elif health.kind != "unchecked":
+            self._health_unsupported_until = None
+        if health.kind == "unchecked":
+            health = WorkerHealth("unsupported", "GET /health is not supported (Connect < 3.9)")
+
+        unchanged = self._last_statuses is not None and statuses[0] is self._last_statuses[0]
+        if unchanged and previous.snapshot is not None and previous.snapshot.health == health:
+            snapshot = previous.snapshot
+            changes: list[Change] = []
+        else:
+            snapshot = snapshot_from(statuses, health)
+            changes = [] if unchanged else self._tracker.update(snapshot.connectors, now)
+        self._last_statuses = statuses
+
+        troubled = health.kind in ("unhealthy", "timeout")
+        trouble_since = (previous.live_trouble_since or started) if troubled else None
+        if previous.failure is not None:
+            logger.info("poll succeeded again after: %s", previous.failure.message)
+        same = snapshot is previous.snapshot and previous.failure is None
+        state = dataclasses.replace(
+            previous,
+            generation=previous.generation + (0 if same else 1),
+            snapshot=snapshot,
+            tracked=self._tracker.objects,
+            missing_since=dict(self._tracker.missing_since),
+            polls=previous.polls + 1,
+            last_attempt=now,
+            last_duration=now - started,
+            last_success=now,
+            failure=None,
+            live_trouble_since=trouble_since,
+            live_trouble=health.message if troubled else None,
+            server_info=info,
+        )
+        return self._publish(state, changes)
+
+    def _publish(self, state: PollState, changes: list[Change]) -> PollState:
+        self.state = state
+        if self._on_poll is not None:
+            self._on_poll(state, changes)
+        return state
+
+
+def _failure_from(errors: tuple[BaseException, ...]) -> PollFailure:
+    """The most telling failure of a poll's requests: Connect's own errors first."""
+    for error in errors:
+        if isinstance(error, ConnectError):
+            return PollFailure(error.code, error.message, error.counts_against_liveness)
+    # A bug must not stop the loop; it becomes a reason instead (type only: no data, no secrets).
+    logger.error("poll failed unexpectedly", exc_info=errors[0])
+    return PollFailure(
+        "internal_error", f"internal error while polling: {type(errors[0]).__name__}", False
+    )
+
+
+async def _unchecked() -> WorkerHealth:
+    return WorkerHealth("unchecked")
+
+
+async def _none() -> None:
+    return None
+
+
+__all__ = ["Poller", "Snapshot"]

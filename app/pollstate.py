@@ -1,0 +1,36 @@
+"""The poller's published view of Connect: replaced whole after each poll, read by everyone else."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from app.models import ServerInfo, Snapshot
+from app.tracking import Tracked
+
+
+@dataclass(frozen=True, slots=True)
+class PollFailure:
+    """Why the latest poll failed; ``live`` when it is the kind restarting Connect could fix."""
+
+    code: str
+    message: str
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PollState:
+    """Everything verdicts need. Times are monotonic seconds unless named ``*_wall``."""
+
+    started: float
+    generation: int = 0
+    snapshot: Snapshot | None = None
+    tracked: Mapping[str, Tracked] = field(default_factory=dict)
+    missing_since: Mapping[str, float] = field(default_factory=dict)
+    polls: int = 0
+    last_attempt: float | None = None
+    last_duration: float | None = None
+    last_success: float | None = None
+    failure: PollFailure | None = None
+    # Since when Connect has continuously been unreachable / timing out / 5xx / /health unhealthy.
+    live_trouble_since: float | None = None
+    live_trouble: str | None = None
+    server_info: ServerInfo | None = None

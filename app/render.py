@@ -1,0 +1,193 @@
+"""JSON bodies: compact probe answers (far below the kubelet's 10 KiB read) and /status."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from app.identity import Identity
+from app.pollstate import PollState
+from app.settings import Settings
+from app.verdict import Reason, Rules, Verdict, first_line, iso
+
+# The kubelet reads at most 10 KiB of a probe body; stay far below whatever the reasons are.
+PROBE_BODY_BUDGET = 8 * 1024
+
+_encoder = msgspec.json.Encoder()
+
+
+def _reason_dict(reason: Reason) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in (
+            ("code", reason.code),
+            ("message", reason.message),
+            ("connector", reason.connector),
+            ("task", reason.task),
+            ("state", reason.state),
+            ("worker_id", reason.worker_id),
+            ("since", reason.since),
+            ("trace", reason.trace),
+        )
+        if value is not None
+    }
+
+
+def probe_body(
+    verdict: Verdict,
+    *,
+    scope: str,
+    worker_id: str | None,
+    last_success: str | None,
+) -> bytes:
+    """The probe answer; reasons are added while the body stays within ``PROBE_BODY_BUDGET``."""
+    head: dict[str, Any] = {
+        "probe": verdict.probe,
+        "ok": verdict.ok,
+        "summary": verdict.summary[:1000],
+        "scope": scope,
+        "worker_id": worker_id,
+        "last_success": last_success,
+        "counts": verdict.counts,
+    }
+    base = len(_encoder.encode(head)) + 64
+    encoded: list[bytes] = []
+    used = base
+    for reason in verdict.reasons:
+        item = _encoder.encode(_reason_dict(reason))
+        if used + len(item) + 1 > PROBE_BODY_BUDGET:
+            break
+        encoded.append(item)
+        used += len(item) + 1
+    omitted = verdict.omitted + len(verdict.reasons) - len(encoded)
+    head["omitted"] = omitted
+    body = _encoder.encode(head)
+    return body[:-1] + b',"reasons":[' + b",".join(encoded) + b"]}"
+
+
+def matched_worker_ids(state: PollState, identity: Identity) -> list[str]:
+    """The worker ids in the cluster status that are this worker's."""
+    seen: set[str] = set()
+    for entry in state.tracked.values():
+        status = entry.status
+        if identity.matches(status.connector.worker_id):
+            seen.add(status.connector.worker_id)
+        for task in status.tasks:
+            if identity.matches(task.worker_id):
+                seen.add(task.worker_id)
+    return sorted(seen)
+
+
+def status_page(
+    *,
+    state: PollState,
+    rules: Rules,
+    settings: Settings,
+    ready: Verdict,
+    live: Verdict,
+    matched: list[str],
+    now: float,
+    wall_offset: float,
+    version: str,
+) -> bytes:
+    """Everything a human wants to see, secrets excluded; always answered with 200."""
+
+    def when(moment: float | None) -> str | None:
+        return iso(moment, wall_offset) if moment is not None else None
+
+    def trace(text: str | None) -> str | None:
+        return text if settings.expose_traces else first_line(text)
+
+    connectors: list[dict[str, Any]] = []
+    for name, entry in sorted(state.tracked.items()):
+        if not rules.selector.selected(name):
+            continue
+        status = entry.status
+        conn = status.connector
+        tasks = [
+            {
+                "id": task.id,
+                "state": task.state,
+                "worker_id": task.worker_id,
+                "since": when(since),
+                "in_scope": rules.in_scope(task.worker_id),
+                **({"trace": trace(task.trace)} if task.trace else {}),
+            }
+            for task, since in zip(status.tasks, entry.task_since, strict=True)
+        ]
+        conn_in_scope = rules.in_scope(conn.worker_id)
+        if not conn_in_scope and not any(task["in_scope"] for task in tasks):
+            continue
+        connectors.append(
+            {
+                "name": name,
+                "type": status.type,
+                "connector": {
+                    "state": conn.state,
+                    "worker_id": conn.worker_id,
+                    "since": when(entry.connector_since),
+                    "in_scope": conn_in_scope,
+                    **({"trace": trace(conn.trace)} if conn.trace else {}),
+                },
+                "tasks": tasks,
+            }
+        )
+
+    snapshot = state.snapshot
+    info = state.server_info
+    page: Mapping[str, Any] = {
+        "sidecar": {"version": version, "started": when(state.started)},
+        "identity": {
+            "worker_id": settings.worker_id,
+            "explicit": rules.identity.explicit,
+            "candidates": list(rules.identity.ordered),
+            "matched": matched,
+            "note": None
+            if matched or rules.scope == "cluster"
+            else "no connector or task in the cluster status carries one of this worker's "
+            "candidate ids (a worker with nothing assigned, or WORKER_ID / "
+            "rest.advertised.host.name mismatch)",
+        },
+        "scope": rules.scope,
+        "ready": _verdict_dict(ready),
+        "live": _verdict_dict(live),
+        "poll": {
+            "polls": state.polls,
+            "last_attempt": when(state.last_attempt),
+            "last_duration_seconds": round(state.last_duration, 4)
+            if state.last_duration is not None
+            else None,
+            "last_success": when(state.last_success),
+            "age_seconds": round(now - state.last_success, 3)
+            if state.last_success is not None
+            else None,
+            "error": {"code": state.failure.code, "message": state.failure.message}
+            if state.failure
+            else None,
+        },
+        "connect": {
+            "url": settings.connect_url,
+            "version": info.version if info else None,
+            "commit": info.commit if info else None,
+            "kafka_cluster_id": info.kafka_cluster_id if info else None,
+            "health": {"status": snapshot.health.kind, "message": snapshot.health.message}
+            if snapshot
+            else None,
+            "legacy_api": snapshot.legacy_api if snapshot else None,
+            "connectors_total": len(snapshot.connectors) if snapshot else None,
+        },
+        "connectors": connectors,
+        "missing_required": {name: when(since) for name, since in state.missing_since.items()},
+        "settings": settings.public_view(),
+    }
+    return _encoder.encode(page)
+
+
+def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "ok": verdict.ok,
+        "summary": verdict.summary,
+        "reasons": [_reason_dict(reason) for reason in verdict.reasons],
+        "omitted": verdict.omitted,
+        "counts": verdict.counts,
+    }

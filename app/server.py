@@ -1,0 +1,62 @@
+"""uvicorn, run lean: one worker, no access log, and no 10 Hz housekeeping wake-up.
+
+Stock uvicorn wakes every 0.1 s to refresh its Date header and look for a shutdown request; on
+these machines that alone costs ~2 ms CPU per second, more than the exec probe we replace. Here the
+main loop sleeps until a signal arrives. The price: responses carry no Date header (kubelet
+ignores it), because refreshing it needs exactly that timer.
+"""
+
+import asyncio
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from app.logs import logging_config
+from app.settings import Settings
+
+# Seconds uvicorn waits for open connections on SIGTERM; well under Kubernetes' default 30 s.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+class LeanServer(uvicorn.Server):
+    """A uvicorn server whose main loop waits on an event instead of ticking."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        await self.on_tick(0)  # sets the default headers once
+        while not self.should_exit:
+            await self._wake.wait()
+            self._wake.clear()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        log_config=logging_config(settings.log_level, settings.log_format),
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # Bounded request heads: oversized headers/URLs are refused before reaching the app.
+        h11_max_incomplete_event_size=16 * 1024,
+    )
+    LeanServer(config).run()

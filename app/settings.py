@@ -1,0 +1,321 @@
+"""Configuration: the only place environment variables are read.
+
+Every field is settable as ``CONNECT_PROBE_<FIELD>`` and as a command-line flag (see ``app.cli``).
+Durations are seconds (floats); lists are comma-separated strings in the environment.
+"""
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.states import KNOWN_STATES, TRANSIENT_STATES
+
+ENV_PREFIX = "CONNECT_PROBE_"
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def split_comma_list(value: object) -> object:
+    """Turn ``"a, b,,c"`` into ``("a", "b", "c")``; leave sequences alone."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class MaxUnhealthy:
+    """How many unhealthy objects in scope readiness tolerates: a count, or a percentage."""
+
+    __slots__ = ("count", "percent")
+
+    def __init__(self, text: str) -> None:
+        text = text.strip()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%|(\d+)", text)
+        if match is None:
+            raise ValueError("must be a whole number (e.g. 2) or a percentage (e.g. 10%)")
+        self.percent: float | None = float(match.group(1)) if match.group(1) else None
+        self.count: int | None = int(match.group(2)) if match.group(2) else None
+        if self.percent is not None and self.percent > 100:
+            raise ValueError("a percentage must be between 0% and 100%")
+
+    def allowed(self, in_scope: int) -> int:
+        """How many of ``in_scope`` objects may be unhealthy while still ready."""
+        if self.count is not None:
+            return self.count
+        assert self.percent is not None
+        return math.floor(in_scope * self.percent / 100)
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return str(self.count)
+        return f"{self.percent:g}%"
+
+
+class Settings(BaseSettings):
+    """Everything the sidecar can be told. Field names are the env names without the prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    # --- where Connect is and how to reach it -----------------------------------------------
+    connect_url: str = Field(
+        "http://localhost:8083",
+        description="Base URL of the local Kafka Connect REST API (http or https).",
+    )
+    username: str | None = Field(None, description="Basic-auth user for Connect's REST API.")
+    password: SecretStr | None = Field(
+        None, description="Basic-auth password (prefer PASSWORD_FILE). May contain ':'."
+    )
+    password_file: Path | None = Field(
+        None, description="File holding the basic-auth password (a trailing newline is dropped)."
+    )
+    ca_file: Path | None = Field(None, description="PEM CA bundle to verify Connect's certificate.")
+    cert_file: Path | None = Field(None, description="PEM client certificate for mutual TLS.")
+    key_file: Path | None = Field(None, description="PEM private key of the client certificate.")
+    verify: bool = Field(True, description="Verify Connect's TLS certificate and host name.")
+    timeout: PositiveFloat = Field(
+        11.0,
+        description="Whole-request deadline for each Connect request, seconds. Above 10 s so "
+        "that /health's own 10 s budget can answer 503/500 with a reason.",
+    )
+    max_response_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="Largest Connect response body read; a bigger one fails that poll.",
+    )
+    status_concurrency: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Parallel per-connector status requests for workers older than 2.3 "
+        "(which ignore ?expand=status).",
+    )
+
+    # --- the sidecar's own server -----------------------------------------------------------
+    host: str = Field("0.0.0.0", description="Address the sidecar listens on.")
+    port: int = Field(18083, ge=1, le=65535, description="Port the sidecar listens on.")
+
+    # --- polling ----------------------------------------------------------------------------
+    poll_interval: PositiveFloat = Field(
+        5.0, description="Seconds between the starts of two polls of Connect."
+    )
+    max_age: PositiveFloat = Field(
+        30.0, description="Readiness fails when the last successful poll is older than this."
+    )
+    health_recheck_interval: PositiveFloat = Field(
+        300.0,
+        description="After /health answered 404 (Connect < 3.9), seconds until it is tried again.",
+    )
+
+    # --- whose objects count ----------------------------------------------------------------
+    scope: Literal["worker", "cluster"] = Field(
+        "worker",
+        description="worker: judge only connectors/tasks whose worker_id is this worker's; "
+        "cluster: judge every object.",
+    )
+    worker_id: str | None = Field(
+        None,
+        description="This worker's id as Connect reports it (host:port). Auto-detected if unset.",
+    )
+    pod_ip: str | None = Field(
+        None,
+        validation_alias=AliasChoices("POD_IP", "CONNECT_PROBE_POD_IP", "pod_ip"),
+        description="This pod's IP (env POD_IP, from the downward API): a worker-id candidate.",
+    )
+    advertised_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port in this worker's id for auto-detection (default: CONNECT_URL's port).",
+    )
+    include: CommaList = Field(
+        (), description="Connector name patterns to judge (glob, or re:REGEX); empty = all."
+    )
+    exclude: CommaList = Field((), description="Connector name patterns never judged.")
+    required_connectors: CommaList = Field(
+        (),
+        description="Connectors that must exist (cluster-wide); missing for longer than "
+        "TRANSIENT_GRACE fails readiness.",
+    )
+
+    # --- verdict rules ----------------------------------------------------------------------
+    ready_states: CommaList = Field(
+        ("RUNNING",), description="States that count as ready for connectors and tasks."
+    )
+    live_fail_states: CommaList = Field(
+        (),
+        description="States that fail liveness after LIVE_GRACE (e.g. FAILED); empty = none.",
+    )
+    transient_grace: NonNegativeFloat = Field(
+        60.0,
+        description="Seconds UNASSIGNED/RESTARTING (and a missing required connector) are "
+        "tolerated before they count.",
+    )
+    live_grace: NonNegativeFloat = Field(
+        60.0,
+        description="Seconds Connect must be continuously unreachable or unhealthy "
+        "before /live fails.",
+    )
+    startup_grace: NonNegativeFloat = Field(
+        300.0, description="Seconds after the sidecar starts during which /live never fails."
+    )
+    max_unhealthy: Annotated[MaxUnhealthy, NoDecode] = Field(
+        MaxUnhealthy("0"),
+        description="Unhealthy objects in scope tolerated by readiness: N or N%.",
+    )
+
+    # --- output -----------------------------------------------------------------------------
+    expose_traces: bool = Field(
+        False, description="Show full stack traces in /status (probe bodies always cut to 1 line)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+
+    @field_validator(
+        "include",
+        "exclude",
+        "required_connectors",
+        "ready_states",
+        "live_fail_states",
+        mode="before",
+    )
+    @classmethod
+    def _split_lists(cls, value: object) -> object:
+        return split_comma_list(value)
+
+    @field_validator("ready_states", "live_fail_states")
+    @classmethod
+    def _known_states(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        states = tuple(state.upper() for state in value)
+        unknown = [state for state in states if state not in KNOWN_STATES]
+        if unknown:
+            raise ValueError(
+                f"unknown state {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_STATES))}"
+            )
+        return states
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _valid_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if pattern.startswith("re:"):
+                try:
+                    re.compile(pattern[3:])
+                except re.error as exc:
+                    raise ValueError(f"bad regular expression {pattern[3:]!r}: {exc}") from None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("max_unhealthy", mode="before")
+    @classmethod
+    def _parse_max_unhealthy(cls, value: object) -> object:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return MaxUnhealthy(str(value))
+        return value
+
+    @field_validator("connect_url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an http:// or https:// URL with a host, e.g. http://localhost:8083"
+            )
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query string or fragment")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use USERNAME and PASSWORD_FILE")
+        return value.rstrip("/")
+
+    @field_validator("worker_id")
+    @classmethod
+    def _valid_worker_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r".+:\d+", value.strip()):
+            raise ValueError("must be host:port exactly as Connect reports it, e.g. 10.0.0.7:8083")
+        return value.strip() if value is not None else None
+
+    @field_validator("password_file", "ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            with value.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise ValueError(f"cannot read file {str(value)!r}: {exc.strerror}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.timeout >= self.max_age:
+            raise ValueError(
+                f"TIMEOUT ({self.timeout:g}) must be less than MAX_AGE ({self.max_age:g})"
+            )
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set only one of PASSWORD and PASSWORD_FILE")
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("PASSWORD/PASSWORD_FILE needs USERNAME")
+        if self.username is not None and ":" in self.username:
+            raise ValueError("USERNAME must not contain ':' (basic auth forbids it)")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("KEY_FILE needs CERT_FILE")
+        if not self.ready_states:
+            raise ValueError("READY_STATES must name at least one state")
+        if set(self.ready_states) & set(self.live_fail_states):
+            raise ValueError("READY_STATES and LIVE_FAIL_STATES overlap")
+        return self
+
+    # --- derived values ---------------------------------------------------------------------
+    def resolved_password(self) -> str | None:
+        """The password from PASSWORD or PASSWORD_FILE; read at client build time only."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        return None
+
+    def connect_port(self) -> int:
+        """The advertised port used for worker-id detection."""
+        if self.advertised_port is not None:
+            return self.advertised_port
+        parts = urlsplit(self.connect_url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    def transient_states(self) -> frozenset[str]:
+        """States tolerated for TRANSIENT_GRACE unless they are ready states anyway."""
+        return TRANSIENT_STATES - set(self.ready_states)
+
+    def public_view(self) -> dict[str, Any]:
+        """Effective settings for /status: secrets replaced by whether they are set."""
+        view = self.model_dump(mode="json", exclude={"password", "max_unhealthy"})
+        view["password"] = "<set>" if self.password is not None else None
+        view["max_unhealthy"] = str(self.max_unhealthy)
+        return view
