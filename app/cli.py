@@ -55,7 +55,7 @@ def _settings_flags() -> argparse.ArgumentParser:
             dest=name,
             metavar="VALUE",
             default=argparse.SUPPRESS,
-            help=f"{field.description} (env {env_name(name)}{shown})",
+            help=f"{field.description} (env {env_name(name)}{shown})".replace("%", "%%"),
         )
     return parent
 

@@ -14,6 +14,7 @@ one byte at a time cannot stretch it) and a response-size cap. Failures are rais
 
 import asyncio
 import hashlib
+import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -328,8 +329,8 @@ def _transport_detail(exc: httpx.TransportError) -> str:
     """The OS-level cause ("Connection refused") rather than httpx's generic wrapper text."""
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
+        if isinstance(cause, OSError) and (cause.errno or cause.strerror):
+            return os.strerror(cause.errno) if cause.errno else str(cause.strerror)
         cause = cause.__cause__ or cause.__context__
     return str(exc) or type(exc).__name__
 

@@ -143,13 +143,17 @@ class Monitor:
         body = probe_body(verdict, scope=self._rules.scope, worker_id=None, last_success=None)
         return ProbeAnswer(503, body, verdict)
 
-    def _worker_id(self, state: PollState) -> str | None:
-        if self._settings.worker_id is not None:
-            return self._settings.worker_id
+    def _matched_ids(self, state: PollState) -> list[str]:
         if self._matched_generation != state.generation:
             self._matched = matched_worker_ids(state, self._rules.identity)
             self._matched_generation = state.generation
-        return ", ".join(self._matched[:4]) if self._matched else None
+        return self._matched
+
+    def _worker_id(self, state: PollState) -> str | None:
+        if self._settings.worker_id is not None:
+            return self._settings.worker_id
+        matched = self._matched_ids(state)
+        return ", ".join(matched[:4]) if matched else None
 
     def _log_verdict(self, verdict: Verdict) -> None:
         key = (verdict.ok, tuple(sorted({reason.code for reason in verdict.reasons})))
@@ -169,14 +173,14 @@ class Monitor:
         live = self.answer("live").verdict
         now = self._clock.monotonic()
         state = self._state
-        self._worker_id(state)
+        matched = self._matched_ids(state)
         return status_page(
             state=state,
             rules=self._rules,
             settings=self._settings,
             ready=ready,
             live=live,
-            matched=self._matched,
+            matched=matched,
             now=now,
             wall_offset=self._clock.wall() - now,
             version=version,

@@ -7,6 +7,7 @@ ignores it), because refreshing it needs exactly that timer.
 """
 
 import asyncio
+import signal
 from types import FrameType
 
 import uvicorn
@@ -36,7 +37,10 @@ class LeanServer(uvicorn.Server):
             self._wake.clear()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
+        """Shut down gracefully and exit 0 (uvicorn would re-raise the signal afterwards)."""
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C
+        self.should_exit = True
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 

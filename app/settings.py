@@ -277,20 +277,26 @@ class Settings(BaseSettings):
     def _consistent(self) -> Self:
         if self.timeout >= self.max_age:
             raise ValueError(
-                f"TIMEOUT ({self.timeout:g}) must be less than MAX_AGE ({self.max_age:g})"
+                f"CONNECT_PROBE_TIMEOUT ({self.timeout:g}) must be less than CONNECT_PROBE_MAX_AGE ({self.max_age:g})"
             )
         if self.password is not None and self.password_file is not None:
-            raise ValueError("set only one of PASSWORD and PASSWORD_FILE")
+            raise ValueError(
+                "set only one of CONNECT_PROBE_PASSWORD and CONNECT_PROBE_PASSWORD_FILE"
+            )
         if (self.password is not None or self.password_file is not None) and not self.username:
-            raise ValueError("PASSWORD/PASSWORD_FILE needs USERNAME")
+            raise ValueError(
+                "CONNECT_PROBE_PASSWORD/CONNECT_PROBE_PASSWORD_FILE needs CONNECT_PROBE_USERNAME"
+            )
         if self.username is not None and ":" in self.username:
-            raise ValueError("USERNAME must not contain ':' (basic auth forbids it)")
+            raise ValueError("CONNECT_PROBE_USERNAME must not contain ':' (basic auth forbids it)")
         if self.key_file is not None and self.cert_file is None:
-            raise ValueError("KEY_FILE needs CERT_FILE")
+            raise ValueError("CONNECT_PROBE_KEY_FILE needs CONNECT_PROBE_CERT_FILE")
         if not self.ready_states:
-            raise ValueError("READY_STATES must name at least one state")
+            raise ValueError("CONNECT_PROBE_READY_STATES must name at least one state")
         if set(self.ready_states) & set(self.live_fail_states):
-            raise ValueError("READY_STATES and LIVE_FAIL_STATES overlap")
+            raise ValueError(
+                "CONNECT_PROBE_READY_STATES and CONNECT_PROBE_LIVE_FAIL_STATES overlap"
+            )
         return self
 
     # --- derived values ---------------------------------------------------------------------

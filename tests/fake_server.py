@@ -1,0 +1,53 @@
+"""``FakeConnect`` on a real socket (127.0.0.1, a free port), for tests that run real processes."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+from tests.fakes import FakeConnect
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeConnect
+
+    def do_GET(self) -> None:
+        request = httpx.Request("GET", f"http://127.0.0.1{self.path}", headers=dict(self.headers))
+        self.fake.requests.append(request)
+        path = self.path.split("?", 1)[0]
+        canned = self.fake.canned.get(path)
+        if canned is not None:
+            response = httpx.Response(
+                canned.status_code,
+                content=canned.body,
+                headers={"content-type": canned.content_type},
+            )
+        else:
+            response = self.fake._route(request, path)
+        body = response.content
+        self.send_response(response.status_code)
+        self.send_header("Content-Type", response.headers.get("content-type", "application/json"))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+@contextmanager
+def serve_fake(fake: FakeConnect) -> Iterator[str]:
+    """Serve ``fake`` on 127.0.0.1; yields its base URL; stops the server on exit."""
+    handler = type("Handler", (_Handler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -1,0 +1,85 @@
+"""A sidecar wired to a ``FakeConnect`` and a ``FakeClock``: poll by hand, read verdicts."""
+
+import json
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from app.connect import ConnectClient, build_http_client
+from app.identity import detect_identity, explicit_identity
+from app.main import build_monitor_and_poller
+from app.monitor import Monitor
+from app.poller import Poller
+from app.settings import Settings
+from tests.fakes import FakeClock, FakeConnect
+
+THIS_WORKER = "10.0.0.1:8083"
+OTHER_WORKER = "10.0.0.2:8083"
+
+
+class Sidecar:
+    """``async with Sidecar(fake, **settings) as sidecar: await sidecar.poll()``."""
+
+    def __init__(
+        self,
+        fake: FakeConnect,
+        clock: FakeClock | None = None,
+        *,
+        host_names: tuple[str, ...] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.fake = fake
+        self.clock = clock or FakeClock()
+        values: dict[str, Any] = {"connect_url": "http://connect.local:8083"}
+        if host_names is None:
+            values["worker_id"] = THIS_WORKER
+        values.update(overrides)
+        self.settings = Settings(**values)
+        self._host_names = host_names
+        self._http: httpx.AsyncClient | None = None
+        self.monitor: Monitor
+        self.poller: Poller
+
+    async def __aenter__(self) -> Self:
+        self._http = build_http_client(self.settings, self.fake.transport())
+        if self.settings.worker_id is not None:
+            identity = explicit_identity(self.settings.worker_id)
+        else:
+            identity = detect_identity(
+                self.settings.connect_port(), self.settings.pod_ip, self._host_names or ()
+            )
+        self.monitor, self.poller = build_monitor_and_poller(
+            self.settings, ConnectClient(self._http, self.settings), identity, self.clock
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._http is not None
+        await self._http.aclose()
+
+    async def poll(self) -> None:
+        await self.poller.poll_once()
+
+    def probe(self, name: str) -> tuple[int, dict[str, Any]]:
+        answer = self.monitor.answer(name)
+        return answer.status_code, json.loads(answer.body)
+
+    def ready(self) -> tuple[int, dict[str, Any]]:
+        return self.probe("ready")
+
+    def live(self) -> tuple[int, dict[str, Any]]:
+        return self.probe("live")
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.monitor.status())
+        return result
+
+
+def codes(body: dict[str, Any]) -> list[str]:
+    return [reason["code"] for reason in body["reasons"]]

@@ -1,0 +1,101 @@
+"""The Connect client: auth, limits, and how each kind of failure is classified."""
+
+import base64
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.connect import (
+    ConnectBadResponse,
+    ConnectClient,
+    ConnectUnreachable,
+    build_http_client,
+)
+from app.settings import Settings
+from tests.fakes import FakeConnect, status
+from tests.sidecar import Sidecar
+
+pytestmark = pytest.mark.anyio
+
+PASSWORD = "s3cr:et:pa55"  # basic auth splits on the first ':' only, so passwords may hold more
+
+
+async def test_basic_auth_is_sent_preemptively_with_colons_in_the_password() -> None:
+    fake = FakeConnect(credentials=("probe", PASSWORD))
+    fake.add(status("orders-sink"))
+    async with Sidecar(fake, username="probe", password=PASSWORD) as sidecar:
+        await sidecar.poll()
+        assert sidecar.ready()[0] == 200
+    expected = "Basic " + base64.b64encode(f"probe:{PASSWORD}".encode()).decode()
+    assert all(request.headers["authorization"] == expected for request in fake.requests)
+
+
+async def test_password_file_drops_the_trailing_newline(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")
+    fake = FakeConnect(credentials=("probe", PASSWORD))
+    async with Sidecar(fake, username="probe", password_file=secret) as sidecar:
+        await sidecar.poll()
+        assert sidecar.ready()[0] == 200
+
+
+async def test_wrong_password_is_a_clear_reason_and_never_shown() -> None:
+    fake = FakeConnect(credentials=("probe", "right"))
+    async with Sidecar(fake, username="probe", password=PASSWORD) as sidecar:
+        await sidecar.poll()
+        code, body = sidecar.ready()
+        assert code == 503
+        assert body["reasons"][0]["code"] == "connect_auth"
+        assert PASSWORD not in str(body)
+        page = str(sidecar.status())
+        assert PASSWORD not in page
+        assert base64.b64encode(f"probe:{PASSWORD}".encode()).decode() not in page
+
+
+async def test_responses_above_the_size_cap_are_refused() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"[" + b"1," * 5000 + b"1]")
+
+    settings = Settings(max_response_bytes=1000)
+    async with build_http_client(settings, httpx.MockTransport(handler)) as http:
+        with pytest.raises(ConnectBadResponse, match="more than 1000 bytes"):
+            await ConnectClient(http, settings).get("/connectors")
+
+
+async def test_declared_oversize_is_refused_before_reading() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"{}", headers={"content-length": "999999999"})
+
+    settings = Settings(max_response_bytes=1000)
+    async with build_http_client(settings, httpx.MockTransport(handler)) as http:
+        with pytest.raises(ConnectBadResponse, match="MAX_RESPONSE_BYTES"):
+            await ConnectClient(http, settings).get("/connectors")
+
+
+async def test_refused_connection_names_the_os_error() -> None:
+    settings = Settings(connect_url="http://127.0.0.1:9", timeout=2)
+    async with build_http_client(settings) as http:
+        with pytest.raises(ConnectUnreachable, match="Connection refused"):
+            await ConnectClient(http, settings).get("/connectors")
+
+
+async def test_unchanged_answers_are_parsed_once() -> None:
+    fake = FakeConnect()
+    fake.add(status("orders-sink"))
+    settings = Settings()
+    async with build_http_client(settings, fake.transport()) as http:
+        client = ConnectClient(http, settings)
+        first = await client.fetch_statuses()
+        second = await client.fetch_statuses()
+        assert second is first
+        fake.set_task("orders-sink", 0, "FAILED")
+        third = await client.fetch_statuses()
+        assert third is not first
+        assert third[0]["orders-sink"].tasks[0].state == "FAILED"
+
+
+def test_https_client_with_verification_off_builds() -> None:
+    settings = Settings(connect_url="https://localhost:8443", verify=False)
+    client = build_http_client(settings)
+    assert client.base_url.scheme == "https"
