@@ -1,6 +1,6 @@
 """HTTP routes. Probe handlers only read the monitor's cached answer: they never call Connect."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -10,6 +10,7 @@ from app.schemas import HealthzBody, ProbeBody, StatusBody
 
 JSON = "application/json"
 NO_STORE = {"Cache-Control": "no-store"}
+Handler = Callable[[], Awaitable[Response]]
 
 _PROBE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ProbeBody, "description": "healthy"},
@@ -28,6 +29,16 @@ def build_router(
     """Routes bound to the running app's monitor (set by the lifespan)."""
     router = APIRouter()
 
+    def get_and_head(path: str, **options: Any) -> Callable[[Handler], Handler]:
+        """GET documented in the schema, HEAD answered the same way (one operation id each)."""
+
+        def register(handler: Handler) -> Handler:
+            router.add_api_route(path, handler, methods=["GET"], **options)
+            router.add_api_route(path, handler, methods=["HEAD"], include_in_schema=False)
+            return handler
+
+        return register
+
     def probe(name: str) -> Response:
         monitor = monitor_source()
         try:
@@ -44,27 +55,24 @@ def build_router(
                 return Response(body, 503, NO_STORE, JSON)
             return _respond(monitor.internal_error_answer(name, exc))
 
-    @router.api_route(
+    @get_and_head(
         "/ready",
-        methods=["GET", "HEAD"],
         responses=_PROBE_RESPONSES,
         summary="Readiness: this worker can do its job (200) or not (503)",
     )
     async def ready() -> Response:
         return probe("ready")
 
-    @router.api_route(
+    @get_and_head(
         "/live",
-        methods=["GET", "HEAD"],
         responses=_PROBE_RESPONSES,
         summary="Liveness: 503 only when restarting the Connect container would help",
     )
     async def live() -> Response:
         return probe("live")
 
-    @router.api_route(
+    @get_and_head(
         "/healthz",
-        methods=["GET", "HEAD"],
         responses={
             200: {"model": HealthzBody, "description": "the poll loop is alive"},
             503: {"model": HealthzBody, "description": "the poll loop is dead or stuck"},
@@ -76,9 +84,8 @@ def build_router(
         body = HealthzBody(ok=alive, message=message).model_dump_json().encode()
         return Response(body, 200 if alive else 503, NO_STORE, JSON)
 
-    @router.api_route(
+    @get_and_head(
         "/status",
-        methods=["GET", "HEAD"],
         responses={200: {"model": StatusBody, "description": "the full picture, for humans"}},
         summary="Everything the sidecar knows: identity, connectors, verdicts, poll, settings",
     )
@@ -86,6 +93,10 @@ def build_router(
         monitor = monitor_source()
         if monitor is None:
             return Response(b'{"error":"not started"}', 200, NO_STORE, JSON)
-        return Response(monitor.status(), 200, NO_STORE, JSON)
+        try:
+            return Response(monitor.status(), 200, NO_STORE, JSON)
+        except Exception as exc:  # /status is for humans debugging; it must always answer
+            message = f"internal error rendering /status: {type(exc).__name__}"
+            return Response(b'{"error":"' + message.encode() + b'"}', 200, NO_STORE, JSON)
 
     return router

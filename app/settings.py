@@ -277,7 +277,13 @@ class Settings(BaseSettings):
     def _consistent(self) -> Self:
         if self.timeout >= self.max_age:
             raise ValueError(
-                f"CONNECT_PROBE_TIMEOUT ({self.timeout:g}) must be less than CONNECT_PROBE_MAX_AGE ({self.max_age:g})"
+                f"CONNECT_PROBE_TIMEOUT ({self.timeout:g}) must be less than "
+                f"CONNECT_PROBE_MAX_AGE ({self.max_age:g})"
+            )
+        if self.poll_interval >= self.max_age:
+            raise ValueError(
+                f"CONNECT_PROBE_POLL_INTERVAL ({self.poll_interval:g}) must be less than "
+                f"CONNECT_PROBE_MAX_AGE ({self.max_age:g}), or every snapshot would be stale"
             )
         if self.password is not None and self.password_file is not None:
             raise ValueError(

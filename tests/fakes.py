@@ -111,7 +111,7 @@ class FakeConnect:
     def _authorized(self, request: httpx.Request) -> bool:
         assert self.credentials is not None
         expected = base64.b64encode(":".join(self.credentials).encode()).decode()
-        return request.headers.get("authorization") == f"Basic {expected}"
+        return bool(request.headers.get("authorization") == f"Basic {expected}")
 
     def _route(self, request: httpx.Request, path: str) -> httpx.Response:
         if path == "/":

@@ -349,7 +349,8 @@ async def test_hung_connect_times_out_the_poll() -> None:
         (
             Canned(
                 200,
-                b'{"orders": {"status": {"connector": {"state": "RUNNING", "worker_id": null}, "tasks": []}}}',
+                b'{"orders": {"status": {"connector": {"state": "RUNNING", "worker_id": null},'
+                b' "tasks": []}}}',
             ),
             "connect_bad_response",
             "unexpected shape",
@@ -357,7 +358,8 @@ async def test_hung_connect_times_out_the_poll() -> None:
         (
             Canned(
                 200,
-                b'{"orders": {"status": {"connector": {"state": "RUNNING", "worker_id": "a:1"}, "tasks": [{"id": "0", "state": "RUNNING", "worker_id": "a:1"}]}}}',
+                b'{"orders": {"status": {"connector": {"state": "RUNNING", "worker_id": "a:1"},'
+                b' "tasks": [{"id": "0", "state": "RUNNING", "worker_id": "a:1"}]}}}',
             ),
             "connect_bad_response",
             "Expected `int`, got `str`",
@@ -490,7 +492,7 @@ async def test_live_fail_states_opt_in_with_grace() -> None:
         assert body["reasons"][0]["state"] == "FAILED"
 
 
-# --- legacy workers --------------------------------------------------------------------------------
+# --- legacy workers ---------------------------------------------------------------------------
 async def test_pre_2_3_worker_falls_back_to_per_connector_status_with_encoded_names() -> None:
     fake = fake_with(
         status("a/b c%", tasks=[("FAILED", THIS_WORKER)]),
