@@ -3,10 +3,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else the one pip installs into this Python (`python3 -m uv`).
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Only the package registries are reachable: never try to download a Python build.
+export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help uv install install-dev run test test-unit lint typecheck format
 
@@ -14,8 +17,8 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
 
 uv: ## make sure the uv package manager is there (from PyPI)
-	@command -v $(UV) >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
-	@command -v $(UV) >/dev/null 2>&1 || { echo "uv not found after install; put ~/.local/bin on PATH" >&2; exit 1; }
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || { echo "uv is missing and could not be installed with pip" >&2; exit 1; }
 
 install: uv ## install the sidecar into .venv (runtime dependencies, pinned by uv.lock)
 	$(UV) sync --frozen --no-dev

@@ -1,14 +1,16 @@
 """A thin, strict client for the few Kafka Connect REST endpoints the sidecar reads.
 
-Every request is a GET with a whole-request deadline (connect + headers + body, so a body trickled
-one byte at a time cannot stretch it) and a response-size cap. Failures are raised as one tree::
+Every request is a GET — or, only with AUTO_RESTART on, a restart POST — with a whole-request
+deadline (connect + headers + body, so a body trickled one byte at a time cannot stretch it) and a
+response-size cap. Failures are raised as one tree::
 
     ConnectError                  (code, message; never carries credentials)
     ├── ConnectUnreachable        refused, reset, DNS, TLS handshake   -> counts against liveness
     ├── ConnectTimeout            no complete answer within TIMEOUT    -> counts against liveness
     ├── ConnectHTTPError          unexpected status; 5xx counts against liveness
     │   ├── ConnectAuthError      401/403: fix the credentials, restarting Connect won't help
-    │   └── ConnectStarting       Jetty's HTML 404 while Connect registers its resources
+    │   ├── ConnectStarting       Jetty's HTML 404 while Connect registers its resources
+    │   └── ConnectConflict       409 on a write: a rebalance is in progress, try again later
     └── ConnectBadResponse        not JSON, wrong shape, too large, a redirect
 """
 
@@ -38,6 +40,7 @@ __all__ = [
     "ConnectAuthError",
     "ConnectBadResponse",
     "ConnectClient",
+    "ConnectConflict",
     "ConnectError",
     "ConnectHTTPError",
     "ConnectStarting",
@@ -86,6 +89,12 @@ class ConnectAuthError(ConnectHTTPError):
 
 class ConnectStarting(ConnectHTTPError):
     code = "connect_starting"
+
+
+class ConnectConflict(ConnectHTTPError):
+    """409 to a write (restart): the worker is rebalancing or has no known leader right now."""
+
+    code = "connect_conflict"
 
 
 class ConnectBadResponse(ConnectError):
@@ -164,30 +173,41 @@ class ConnectClient:
 
     async def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> RawResponse:
         """GET ``path`` within the deadline, reading at most ``max_response_bytes``."""
+        return await self._request("GET", path, params)
+
+    async def post(self, path: str, params: Sequence[tuple[str, str]] = ()) -> RawResponse:
+        """POST ``path`` (no body) with the same deadline and size cap as a GET."""
+        return await self._request("POST", path, params)
+
+    async def _request(
+        self, method: str, path: str, params: Sequence[tuple[str, str]]
+    ) -> RawResponse:
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._get(path, params)
+                return await self._send(method, path, params)
         except TimeoutError:
             raise ConnectTimeout(
-                f"GET {path} got no complete answer within {self._timeout:g}s"
+                f"{method} {path} got no complete answer within {self._timeout:g}s"
             ) from None
         except httpx.TimeoutException:
             raise ConnectTimeout(
-                f"GET {path} got no complete answer within {self._timeout:g}s"
+                f"{method} {path} got no complete answer within {self._timeout:g}s"
             ) from None
         except httpx.TransportError as exc:
-            raise ConnectUnreachable(f"GET {path} failed: {_transport_detail(exc)}") from None
+            raise ConnectUnreachable(f"{method} {path} failed: {_transport_detail(exc)}") from None
 
-    async def _get(self, path: str, params: Sequence[tuple[str, str]]) -> RawResponse:
-        async with self._http.stream("GET", path, params=list(params)) as response:
+    async def _send(
+        self, method: str, path: str, params: Sequence[tuple[str, str]]
+    ) -> RawResponse:
+        async with self._http.stream(method, path, params=list(params)) as response:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
-                raise self._too_large(path)
+                raise self._too_large(method, path)
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > self._max_bytes:
-                    raise self._too_large(path)
+                    raise self._too_large(method, path)
             return RawResponse(
                 status_code=response.status_code,
                 content_type=response.headers.get("content-type", ""),
@@ -195,9 +215,9 @@ class ConnectClient:
                 location=response.headers.get("location"),
             )
 
-    def _too_large(self, path: str) -> ConnectBadResponse:
+    def _too_large(self, method: str, path: str) -> ConnectBadResponse:
         return ConnectBadResponse(
-            f"GET {path} answered more than {self._max_bytes} bytes (MAX_RESPONSE_BYTES); "
+            f"{method} {path} answered more than {self._max_bytes} bytes (MAX_RESPONSE_BYTES); "
             "refusing to read it"
         )
 

@@ -58,6 +58,7 @@ def build_monitor_and_poller(
         poll_interval=settings.poll_interval,
         health_recheck_interval=settings.health_recheck_interval,
         required=settings.required_connectors,
+        quiet_states=settings.ready_states,
         on_poll=monitor.on_poll,
     )
     return monitor, poller

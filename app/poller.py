@@ -32,13 +32,14 @@ class Poller:
         poll_interval: float,
         health_recheck_interval: float,
         required: tuple[str, ...] = (),
+        quiet_states: tuple[str, ...] = (),
         on_poll: Callable[[PollState, list[Change]], None] | None = None,
     ) -> None:
         self._client = client
         self._clock = clock
         self._interval = poll_interval
         self._health_recheck = health_recheck_interval
-        self._tracker = StateTracker(required)
+        self._tracker = StateTracker(required, quiet_states)
         self._on_poll = on_poll
         self._health_unsupported_until: float | None = None
         self._last_statuses: StatusesResult | None = None

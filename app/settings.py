@@ -181,6 +181,29 @@ class Settings(BaseSettings):
         description="Unhealthy objects in scope tolerated by readiness: N or N%.",
     )
 
+    # --- auto-restart (issue 8; app/restart.py, docs/auto-restart.md) ----------------------
+    auto_restart: bool = Field(
+        False,
+        description="Restart FAILED connectors and tasks running on this worker (never other "
+        "workers', whatever SCOPE says), with backoff. Off: the sidecar only sends GETs.",
+    )
+    auto_restart_backoff_unit: PositiveFloat = Field(
+        60.0,
+        description="Seconds in one backoff unit: after restart attempt n the next waits "
+        "min((n*n+n) units, AUTO_RESTART_BACKOFF_MAX), i.e. 0, 2, 6, 12, 20... units.",
+    )
+    auto_restart_backoff_max: PositiveFloat = Field(
+        3600.0,
+        description="Longest wait between two restart attempts of a connector, seconds "
+        "(default 3600: with the 60 s unit, Strimzi's schedule ending hourly).",
+    )
+    auto_restart_max: int | None = Field(
+        None,
+        ge=1,
+        description="Restart attempts per connector before giving up until it has been healthy "
+        "again; unset (or 'unlimited') = never give up.",
+    )
+
     # --- output -----------------------------------------------------------------------------
     expose_traces: bool = Field(
         False, description="Show full stack traces in /status (probe bodies always cut to 1 line)."
@@ -234,6 +257,13 @@ class Settings(BaseSettings):
     def _parse_max_unhealthy(cls, value: object) -> object:
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             return MaxUnhealthy(str(value))
+        return value
+
+    @field_validator("auto_restart_max", mode="before")
+    @classmethod
+    def _unlimited_attempts(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "unlimited", "none"):
+            return None
         return value
 
     @field_validator("connect_url")

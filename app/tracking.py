@@ -76,10 +76,13 @@ def _connector_changes(name: str, old: Tracked | None, new: ConnectorStatus) -> 
 class StateTracker:
     """Holds ``Tracked`` per connector and when each required connector went missing."""
 
-    def __init__(self, required: Iterable[str] = ()) -> None:
+    def __init__(self, required: Iterable[str] = (), quiet_states: Iterable[str] = ()) -> None:
         self.objects: dict[str, Tracked] = {}
         self.missing_since: dict[str, float] = {}
         self._required = tuple(required)
+        # A new connector whose objects are all in these states is not news (10,000 connectors
+        # appearing at start-up would otherwise mean 50,000 change records nobody logs).
+        self._quiet = frozenset(quiet_states)
 
     def update(self, connectors: Mapping[str, ConnectorStatus], now: float) -> list[Change]:
         """Fold one poll in; returns what changed (appearances included)."""
@@ -92,6 +95,8 @@ class StateTracker:
                 current[name] = old
                 continue
             current[name] = self._track(old, status, now)
+            if old is None and self._all_quiet(status):
+                continue
             changes.extend(_connector_changes(name, old, status))
         for name, gone in previous.items():
             if name not in connectors:
@@ -104,6 +109,10 @@ class StateTracker:
             else:
                 self.missing_since.setdefault(name, now)
         return changes
+
+    def _all_quiet(self, status: ConnectorStatus) -> bool:
+        quiet = self._quiet
+        return status.connector.state in quiet and all(task.state in quiet for task in status.tasks)
 
     @staticmethod
     def _track(old: Tracked | None, status: ConnectorStatus, now: float) -> Tracked:
