@@ -1,16 +1,23 @@
 """HTTP routes. Probe handlers only read the monitor's cached answer: they never call Connect."""
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import gzip_accepted
 
 from app.monitor import Monitor, ProbeAnswer
 from app.schemas import HealthzBody, ProbeBody, StatusBody
 
+logger = logging.getLogger(__name__)
+
 JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
 NO_STORE = {"Cache-Control": "no-store"}
-Handler = Callable[[], Awaitable[Response]]
+Handler = Callable[..., Awaitable[Response]]
 
 _PROBE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ProbeBody, "description": "healthy"},
@@ -25,8 +32,9 @@ def _respond(answer: ProbeAnswer) -> Response:
 def build_router(
     monitor_source: Callable[[], Monitor | None],
     loop_alive: Callable[[], tuple[bool, str]],
+    metrics: Callable[[bool], Awaitable[bytes]] | None = None,
 ) -> APIRouter:
-    """Routes bound to the running app's monitor (set by the lifespan)."""
+    """Routes bound to the running app's monitor (set by the lifespan); ``/metrics`` if given."""
     router = APIRouter()
 
     def get_and_head(path: str, **options: Any) -> Callable[[Handler], Handler]:
@@ -98,5 +106,25 @@ def build_router(
         except Exception as exc:  # /status is for humans debugging; it must always answer
             message = f"internal error rendering /status: {type(exc).__name__}"
             return Response(b'{"error":"' + message.encode() + b'"}', 200, NO_STORE, JSON)
+
+    if metrics is not None:
+        render = metrics
+
+        @get_and_head(
+            "/metrics",
+            response_class=PlainTextResponse,
+            responses={503: {"description": "rendering failed (internal error)"}},
+            summary="Prometheus metrics from the latest poll (a scrape never calls Connect)",
+        )
+        async def prometheus(request: Request) -> Response:
+            gzipped = gzip_accepted(request.headers.get("accept-encoding", ""))
+            try:
+                body = await render(gzipped)
+            except Exception as exc:  # a scrape answers 503 with a reason, never 500
+                logger.error("rendering /metrics failed", exc_info=exc)
+                message = f"metrics unavailable: internal error ({type(exc).__name__})\n"
+                return Response(message.encode(), 503, NO_STORE, TEXT)
+            headers = {**NO_STORE, "Content-Encoding": "gzip"} if gzipped else NO_STORE
+            return Response(body, 200, headers, CONTENT_TYPE_LATEST)
 
     return router

@@ -17,6 +17,7 @@ response-size cap. Failures are raised as one tree::
 import asyncio
 import hashlib
 import os
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,10 +48,15 @@ __all__ = [
     "ConnectTimeout",
     "ConnectUnreachable",
     "build_http_client",
+    "path_segment",
+    "supports_restart_plan",
 ]
 
 EXPAND_STATUS: Final = (("expand", "status"),)
+RESTART_FAILED_WITH_TASKS: Final = (("includeTasks", "true"), ("onlyFailed", "true"))
 T = TypeVar("T")
+# Largest body read from GET / and GET /health (each a few hundred bytes in practice).
+SMALL_RESPONSE_BYTES: Final = 1024 * 1024
 
 
 class ConnectError(Exception):
@@ -135,7 +141,13 @@ def build_http_client(
         # A sidecar talks to localhost: an HTTP(S)_PROXY meant for other traffic must not apply.
         trust_env=False,
         limits=httpx.Limits(max_connections=max(4, settings.status_concurrency + 2)),
-        headers={"Accept": "application/json", "User-Agent": "kafka-connect-probe"},
+        # identity: a compressed body would escape MAX_RESPONSE_BYTES (a gzip bomb inflates 1000x
+        # per layer), so the sidecar never asks for one and refuses one sent anyway (see _send).
+        headers={
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": "kafka-connect-probe",
+        },
         transport=transport,
     )
 
@@ -196,29 +208,48 @@ class ConnectClient:
         except httpx.TransportError as exc:
             raise ConnectUnreachable(f"{method} {path} failed: {_transport_detail(exc)}") from None
 
-    async def _send(
-        self, method: str, path: str, params: Sequence[tuple[str, str]]
-    ) -> RawResponse:
+    async def _send(self, method: str, path: str, params: Sequence[tuple[str, str]]) -> RawResponse:
         async with self._http.stream(method, path, params=list(params)) as response:
+            limit = self._cap(path)
             declared = response.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
-                raise self._too_large(method, path)
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise self._too_large(method, path, limit)
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise ConnectBadResponse(
+                    f"{method} {path} answered a compressed body (Content-Encoding: "
+                    f"{encoding[:40]}) although the sidecar asked for identity; refusing to "
+                    "decompress it"
+                )
             body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > self._max_bytes:
-                    raise self._too_large(method, path)
-            return RawResponse(
-                status_code=response.status_code,
-                content_type=response.headers.get("content-type", ""),
-                body=bytes(body),
-                location=response.headers.get("location"),
-            )
+            try:
+                async for chunk in response.aiter_bytes():  # identity only: see above
+                    body += chunk
+                    if len(body) > limit:
+                        raise self._too_large(method, path, limit)
+                return RawResponse(
+                    status_code=response.status_code,
+                    content_type=response.headers.get("content-type", ""),
+                    body=bytes(body),
+                    location=response.headers.get("location"),
+                )
+            finally:
+                # Free the buffer now: a failed poll's exceptions keep this frame alive in a
+                # reference cycle (asyncio.TaskGroup's ExceptionGroup) until the cyclic GC runs,
+                # and with it up to MAX_RESPONSE_BYTES per request, poll after poll.
+                body.clear()
 
-    def _too_large(self, method: str, path: str) -> ConnectBadResponse:
+    def _cap(self, path: str) -> int:
+        """Only the connector listing can be large: GET / and /health answer a few hundred bytes,
+        and a poll reads them in parallel with it (three capped bodies would add up)."""
+        if path.startswith("/connectors"):
+            return self._max_bytes
+        return min(self._max_bytes, SMALL_RESPONSE_BYTES)
+
+    def _too_large(self, method: str, path: str, limit: int) -> ConnectBadResponse:
+        which = "MAX_RESPONSE_BYTES" if limit == self._max_bytes else "the cap for this endpoint"
         return ConnectBadResponse(
-            f"{method} {path} answered more than {self._max_bytes} bytes (MAX_RESPONSE_BYTES); "
-            "refusing to read it"
+            f"{method} {path} answered more than {limit} bytes ({which}); refusing to read it"
         )
 
     @staticmethod
@@ -272,7 +303,7 @@ class ConnectClient:
         limiter = asyncio.Semaphore(self._concurrency)
 
         async def one(name: str) -> ConnectorStatus | None:
-            path = f"/connectors/{quote(name, safe='')}/status"
+            path = f"/connectors/{path_segment(name)}/status"
             async with limiter:
                 raw = await self.get(path)
             if raw.status_code == 404 and _is_json(raw):
@@ -329,6 +360,48 @@ class ConnectClient:
         except (ConnectError, msgspec.DecodeError, UnicodeDecodeError):
             return None
 
+    # --- writes: only the auto-restarter (AUTO_RESTART) calls these ------------------------
+    async def restart_connector(self, name: str, *, with_failed_tasks: bool) -> int:
+        """``POST /connectors/{name}/restart``; returns the 2xx status or raises.
+
+        ``with_failed_tasks`` sends KIP-745's ``?includeTasks=true&onlyFailed=true`` (Connect ≥ 3.0:
+        the connector instance if FAILED plus every FAILED task, cluster-wide). Older workers
+        ignore unknown query parameters and would restart the connector instance only, so the
+        caller must know the version before asking for it.
+        """
+        path = f"/connectors/{path_segment(name)}/restart"
+        params = RESTART_FAILED_WITH_TASKS if with_failed_tasks else ()
+        raw = await self.post(path, params)
+        shown = path + ("?includeTasks=true&onlyFailed=true" if with_failed_tasks else "")
+        self._raise_for_write(shown, raw)
+        return raw.status_code
+
+    async def restart_task(self, name: str, task: int) -> int:
+        """``POST /connectors/{name}/tasks/{task}/restart`` (all versions); 2xx status or raises."""
+        path = f"/connectors/{path_segment(name)}/tasks/{task}/restart"
+        raw = await self.post(path)
+        self._raise_for_write(path, raw)
+        return raw.status_code
+
+    @staticmethod
+    def _raise_for_write(path: str, raw: RawResponse) -> None:
+        """Any 2xx is success (restarts answer 200, 202 or 204); 409 is a rebalance."""
+        status = raw.status_code
+        if 200 <= status < 300:
+            return
+        if status == 409:
+            raise ConnectConflict(f"POST {path} answered 409{_error_detail(raw)}", status)
+        if 300 <= status < 400:
+            raise ConnectBadResponse(f"POST {path} answered a redirect ({status})")
+        if status in (401, 403):
+            raise ConnectAuthError(
+                f"POST {path} was refused with {status}: the REST user may read but not restart",
+                status,
+            )
+        if status == 404 and not _is_json(raw):
+            raise ConnectStarting(f"POST {path} answered 404 with a non-JSON page", status)
+        raise ConnectHTTPError(f"POST {path} answered {status}{_error_detail(raw)}", status)
+
     @staticmethod
     def _decode(path: str, raw: RawResponse, decoder: msgspec.json.Decoder[T]) -> T:
         try:
@@ -343,6 +416,15 @@ class ConnectClient:
                 f"GET {path} answered something that is not JSON ({content_type}): "
                 + _describe_decode_error(exc)
             ) from None
+
+
+def path_segment(name: str) -> str:
+    """A connector name as exactly one URL path segment: everything but unreserved characters
+    percent-encoded, and a name that is ``.`` or ``..`` as ``%2E``s, since httpx (like any
+    client following RFC 3986) would otherwise collapse it: ``/connectors/../status`` is
+    ``/status``."""
+    quoted = quote(name, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def _transport_detail(exc: httpx.TransportError) -> str:
@@ -369,6 +451,23 @@ def _error_detail(raw: RawResponse) -> str:
     if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
         return f": {decoded['message'][:300]}"
     return ""
+
+
+def supports_restart_plan(version: str | None) -> bool:
+    """Whether ``GET /``'s version has KIP-745's ``?includeTasks&onlyFailed`` (Apache Kafka 3.0).
+
+    Confluent Platform reports its own numbering with a ``-ccs``/``-ce`` suffix (CP 7.0 = AK 3.0).
+    Unknown or unparsable means no: the per-object restarts work on every version.
+    """
+    if not version:
+        return False
+    match = re.match(r"(\d+)\.(\d+)", version.strip())
+    if match is None:
+        return False
+    major, minor = int(match.group(1)), int(match.group(2))
+    if re.search(r"-(ccs|ce)\b", version):
+        return major >= 7
+    return (major, minor) >= (3, 0)
 
 
 def snapshot_from(

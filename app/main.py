@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -14,9 +14,13 @@ from app.api import build_router
 from app.clock import Clock, SystemClock
 from app.connect import ConnectClient, build_http_client
 from app.identity import Identity, detect_identity, explicit_identity, local_host_names
+from app.metrics import Metrics
 from app.monitor import Monitor
 from app.poller import Poller
+from app.pollstate import PollState
+from app.restart import Restarter
 from app.settings import Settings
+from app.tracking import Change
 from app.verdict import Rules
 
 logger = logging.getLogger(__name__)
@@ -47,11 +51,22 @@ async def resolve_identity(settings: Settings) -> Identity:
     return detect_identity(settings.connect_port(), settings.pod_ip, names)
 
 
+PollObserver = Callable[[PollState, list[Change]], None]
+
+
 def build_monitor_and_poller(
-    settings: Settings, client: ConnectClient, identity: Identity, clock: Clock
+    settings: Settings,
+    client: ConnectClient,
+    identity: Identity,
+    clock: Clock,
+    *,
+    observers: Sequence[PollObserver] = (),
 ) -> tuple[Monitor, Poller]:
-    """Wire the rules, monitor and poller for one sidecar."""
-    monitor = Monitor(settings, Rules(settings, identity), clock)
+    """Wire the rules, monitor and poller for one sidecar; ``observers`` see each poll after it."""
+    rules = Rules(settings, identity)
+    # AUTO_RESTART off: no restarter at all, so nothing but GETs can ever be sent.
+    restarter = Restarter(client, rules, settings, clock) if settings.auto_restart else None
+    monitor = Monitor(settings, rules, clock, restarter=restarter)
     poller = Poller(
         client,
         clock,
@@ -59,9 +74,23 @@ def build_monitor_and_poller(
         health_recheck_interval=settings.health_recheck_interval,
         required=settings.required_connectors,
         quiet_states=settings.ready_states,
-        on_poll=monitor.on_poll,
+        on_poll=_chained(monitor.on_poll, *observers),
+        after_poll=restarter.after_poll if restarter is not None else None,
     )
     return monitor, poller
+
+
+def _chained(first: PollObserver, *others: PollObserver) -> PollObserver:
+    """One ``on_poll`` calling the monitor first, then e.g. the metrics, in order."""
+    if not others:
+        return first
+
+    def on_poll(state: PollState, changes: list[Change]) -> None:
+        first(state, changes)
+        for observer in others:
+            observer(state, changes)
+
+    return on_poll
 
 
 def create_app(
@@ -73,13 +102,18 @@ def create_app(
     """A fresh app for ``settings``; ``transport`` and ``clock`` are for tests."""
     clock = clock or SystemClock()
     runtime = Runtime()
+    metrics = Metrics(settings, clock, lambda: runtime.monitor)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         identity = await resolve_identity(settings)
         async with build_http_client(settings, transport) as http:
             monitor, poller = build_monitor_and_poller(
-                settings, ConnectClient(http, settings), identity, clock
+                settings,
+                ConnectClient(http, settings),
+                identity,
+                clock,
+                observers=(metrics.observe_poll,),
             )
             runtime.monitor, runtime.poller = monitor, poller
             runtime.task = asyncio.create_task(poller.run(), name="connect-poller")
@@ -90,6 +124,19 @@ def create_app(
                 settings.scope,
                 settings.worker_id or f"auto-detected from {len(identity.ordered)} candidates",
             )
+            if settings.auto_restart:
+                logger.info(
+                    "auto-restart on: FAILED connectors and tasks of this worker are restarted "
+                    "(backoff unit %gs, longest wait %gs, attempts per connector: %s)",
+                    settings.auto_restart_backoff_unit,
+                    settings.auto_restart_backoff_max,
+                    settings.auto_restart_max or "unlimited",
+                )
+                if "FAILED" in settings.live_fail_states:
+                    logger.warning(
+                        "AUTO_RESTART with FAILED in LIVE_FAIL_STATES: liveness will kill the "
+                        "container after LIVE_GRACE, long before the restart backoff runs out"
+                    )
             try:
                 yield
             finally:
@@ -103,8 +150,12 @@ def create_app(
         description="Readiness and liveness probes for a Kafka Connect worker, answered from a "
         "background poll of its REST API.",
         lifespan=lifespan,
+        # /ready/ is a 404, not a 307 to a Location built from the client's Host header.
+        redirect_slashes=False,
     )
-    app.include_router(build_router(lambda: runtime.monitor, _loop_alive(runtime, settings, clock)))
+    app.include_router(
+        build_router(lambda: runtime.monitor, _loop_alive(runtime, settings, clock), metrics.render)
+    )
     app.state.runtime = runtime
     return app
 

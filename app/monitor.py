@@ -15,6 +15,7 @@ from app.identity import Identity
 from app.logs import safe
 from app.pollstate import PollState
 from app.render import matched_worker_ids, probe_body, status_page
+from app.restart import Restarter
 from app.settings import Settings
 from app.tracking import Change
 from app.verdict import Reason, Rules, Verdict, evaluate_live, evaluate_ready, first_line, iso
@@ -36,13 +37,17 @@ class ProbeAnswer:
 class _Cached:
     generation: int
     answer: ProbeAnswer
+    notes_version: int = 0
 
 
 class Monitor:
     """Reads ``state_source()`` (the poller's latest state) and answers probes from it."""
 
-    def __init__(self, settings: Settings, rules: Rules, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, rules: Rules, clock: Clock, *, restarter: Restarter | None = None
+    ) -> None:
         self._settings = settings
+        self.restarter = restarter  # AUTO_RESTART: its schedule shows in reasons and /status
         self._rules = rules
         self._clock = clock
         self._state = PollState(started=clock.monotonic())
@@ -82,8 +87,8 @@ class Monitor:
             what = f"{safe(change.connector)}" + (
                 f" task {change.task}" if change.task is not None else " connector"
             )
-            old = change.old_state or "(new)"
-            new = change.new_state or "(gone)"
+            old = safe(change.old_state, 40) if change.old_state else "(new)"  # Connect's text too
+            new = safe(change.new_state, 40) if change.new_state else "(gone)"
             if old == new:
                 changes_logger.debug(
                     "%s %s moved %s -> %s",
@@ -112,12 +117,14 @@ class Monitor:
         if (
             cached is not None
             and cached.generation == state.generation
+            and cached.notes_version == self._notes_version()
             and now < cached.answer.verdict.valid_until
         ):
             return cached.answer
         wall_offset = self._clock.wall() - now
         if probe == "ready":
-            verdict = evaluate_ready(state, self._rules, now, wall_offset)
+            notes = self.restarter.notes() if self.restarter is not None else None
+            verdict = evaluate_ready(state, self._rules, now, wall_offset, notes)
         else:
             verdict = evaluate_live(state, self._rules, now, wall_offset)
         body = probe_body(
@@ -127,7 +134,7 @@ class Monitor:
             last_success=iso(state.last_success, wall_offset) if state.last_success else None,
         )
         answer = ProbeAnswer(200 if verdict.ok else 503, body, verdict)
-        self._cache[probe] = _Cached(state.generation, answer)
+        self._cache[probe] = _Cached(state.generation, answer, self._notes_version())
         self._log_verdict(verdict)
         return answer
 
@@ -142,6 +149,9 @@ class Monitor:
         )
         body = probe_body(verdict, scope=self._rules.scope, worker_id=None, last_success=None)
         return ProbeAnswer(503, body, verdict)
+
+    def _notes_version(self) -> int:
+        return self.restarter.notes_version if self.restarter is not None else 0
 
     def _matched_ids(self, state: PollState) -> list[str]:
         if self._matched_generation != state.generation:
@@ -184,4 +194,7 @@ class Monitor:
             now=now,
             wall_offset=self._clock.wall() - now,
             version=version,
+            auto_restart=self.restarter.status_view(now, self._clock.wall() - now)
+            if self.restarter is not None
+            else {"enabled": False},
         )

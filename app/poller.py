@@ -8,10 +8,11 @@ they read the latest published state.
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from app.clock import Clock
 from app.connect import ConnectClient, ConnectError, snapshot_from
+from app.logs import safe
 from app.models import ConnectorStatus, ServerInfo, Snapshot, WorkerHealth
 from app.pollstate import PollFailure, PollState
 from app.tracking import Change, StateTracker
@@ -34,6 +35,7 @@ class Poller:
         required: tuple[str, ...] = (),
         quiet_states: tuple[str, ...] = (),
         on_poll: Callable[[PollState, list[Change]], None] | None = None,
+        after_poll: Callable[[PollState], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._clock = clock
@@ -41,6 +43,7 @@ class Poller:
         self._health_recheck = health_recheck_interval
         self._tracker = StateTracker(required, quiet_states)
         self._on_poll = on_poll
+        self._after_poll = after_poll  # e.g. auto-restart: runs in this loop, never in a probe
         self._health_unsupported_until: float | None = None
         self._last_statuses: StatusesResult | None = None
         self.state = PollState(started=clock.monotonic())
@@ -50,9 +53,24 @@ class Poller:
         """Poll every ``poll_interval`` (start to start) until cancelled; polls never overlap."""
         while True:
             started = self._clock.monotonic()
-            await self.poll_once()
+            await self.cycle()
             self.last_loop_activity = self._clock.monotonic()
             await asyncio.sleep(max(0.0, started + self._interval - self._clock.monotonic()))
+
+    async def cycle(self) -> PollState:
+        """One loop iteration: a poll, then (after a successful one) the ``after_poll`` actions.
+
+        ``poll_once`` alone (``connect-probe check``) only reads. The actions bound their own time
+        and never raise into the loop; the loop counts as active before and after them.
+        """
+        state = await self.poll_once()
+        if self._after_poll is not None and state.failure is None and state.snapshot is not None:
+            self.last_loop_activity = self._clock.monotonic()
+            try:
+                await self._after_poll(state)
+            except Exception:  # a bug must not stop the poll loop
+                logger.exception("after-poll action failed")
+        return state
 
     def _health_due(self, now: float) -> bool:
         return self._health_unsupported_until is None or now >= self._health_unsupported_until
@@ -82,6 +100,14 @@ class Poller:
         now = self._clock.monotonic()
         previous = self.state
         trouble_since = previous.live_trouble_since
+        connect_started = previous.connect_started
+        went_away = failure.code == "connect_unreachable" and (
+            previous.failure is None or previous.failure.code != "connect_unreachable"
+        )
+        if went_away and previous.polls > 0:
+            connect_started = started
+            if previous.last_success is not None:
+                logger.info("Connect stopped answering; STARTUP_GRACE applies again from now")
         if failure.live:
             trouble_since = started if trouble_since is None else trouble_since
         else:
@@ -95,9 +121,10 @@ class Poller:
             failure=failure,
             live_trouble_since=trouble_since,
             live_trouble=failure.message if failure.live else None,
+            connect_started=connect_started,
         )
         if previous.failure is None or previous.failure.code != failure.code:
-            logger.warning("poll failed: %s", failure.message)
+            logger.warning("poll failed: %s", safe(failure.message))  # may quote Connect
         return self._publish(state, [])
 
     def _record_success(
@@ -128,7 +155,7 @@ class Poller:
         troubled = health.kind in ("unhealthy", "timeout")
         trouble_since = (previous.live_trouble_since or started) if troubled else None
         if previous.failure is not None:
-            logger.info("poll succeeded again after: %s", previous.failure.message)
+            logger.info("poll succeeded again after: %s", safe(previous.failure.message))
         same = snapshot is previous.snapshot and previous.failure is None
         state = dataclasses.replace(
             previous,

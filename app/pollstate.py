@@ -32,5 +32,10 @@ class PollState:
     failure: PollFailure | None = None
     # Since when Connect has continuously been unreachable / timing out / 5xx / /health unhealthy.
     live_trouble_since: float | None = None
+    # When Connect last (re)started as far as the sidecar can tell: the sidecar's own start, or the
+    # poll where a reachable worker turned unreachable (its container restarted, or it crashed).
+    # STARTUP_GRACE counts from here, so a worker restarted by the liveness probe is not killed
+    # again while it scans its plug-ins.
+    connect_started: float | None = None
     live_trouble: str | None = None
     server_info: ServerInfo | None = None

@@ -89,8 +89,12 @@ def status_page(
     now: float,
     wall_offset: float,
     version: str,
+    auto_restart: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """Everything a human wants to see, secrets excluded; always answered with 200."""
+    """Everything a human wants to see, secrets excluded; always answered with 200.
+
+    ``auto_restart`` is the restarter's own section (attempts, last result, next attempt).
+    """
 
     def when(moment: float | None) -> str | None:
         return iso(moment, wall_offset) if moment is not None else None
@@ -178,6 +182,7 @@ def status_page(
         },
         "connectors": connectors,
         "missing_required": {name: when(since) for name, since in state.missing_since.items()},
+        "auto_restart": auto_restart if auto_restart is not None else {"enabled": False},
         "settings": settings.public_view(),
     }
     return _encoder.encode(page)

@@ -13,6 +13,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from app.httpguard import GuardedHttpToolsProtocol
 from app.logs import logging_config
 from app.settings import Settings
 
@@ -52,7 +53,7 @@ def serve(app: FastAPI, settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,  # httptools, plus a bounded request head and its deadline
         lifespan="on",
         access_log=False,
         server_header=False,
@@ -60,7 +61,5 @@ def serve(app: FastAPI, settings: Settings) -> None:
         log_config=logging_config(settings.log_level, settings.log_format),
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        # Bounded request heads: oversized headers/URLs are refused before reaching the app.
-        h11_max_incomplete_event_size=16 * 1024,
     )
     LeanServer(config).run()

@@ -212,6 +212,12 @@ class Settings(BaseSettings):
         "INFO", description="Log level."
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    metrics_scope: Literal["probe", "cluster"] = Field(
+        "probe",
+        description="Connector/task series on /metrics: probe = the objects the probes judge "
+        "(SCOPE, INCLUDE, EXCLUDE); cluster = every connector and task Connect reports "
+        "(set it on one sidecar only, or each worker exports the whole cluster).",
+    )
 
     @field_validator(
         "include",

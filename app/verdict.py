@@ -104,19 +104,25 @@ class Rules:
             status = entry.status
             conn = status.connector
             if everyone or in_scope(conn.worker_id):
-                yield conn.state, partial(
-                    ObjectView,
-                    name,
-                    None,
+                yield (
                     conn.state,
-                    conn.worker_id,
-                    entry.connector_since,
-                    conn.trace,
+                    partial(
+                        ObjectView,
+                        name,
+                        None,
+                        conn.state,
+                        conn.worker_id,
+                        entry.connector_since,
+                        conn.trace,
+                    ),
                 )
             for task, since in zip(status.tasks, entry.task_since, strict=True):
                 if everyone or in_scope(task.worker_id):
-                    yield task.state, partial(
-                        ObjectView, name, task.id, task.state, task.worker_id, since, task.trace
+                    yield (
+                        task.state,
+                        partial(
+                            ObjectView, name, task.id, task.state, task.worker_id, since, task.trace
+                        ),
                     )
 
     def scoped_objects(self, tracked: Mapping[str, Tracked]) -> Iterator[ObjectView]:
@@ -191,6 +197,12 @@ def _object_reason(obj: ObjectView, wall_offset: float, note: str = "") -> Reaso
     )
 
 
+def _failed_note(obj: ObjectView, notes: Mapping[tuple[str, int | None], str] | None) -> str:
+    if not notes or obj.state != FAILED:
+        return ""
+    return notes.get((obj.connector, obj.task), "")
+
+
 def _connection_reasons(state: PollState, rules: Rules, now: float) -> list[Reason]:
     """Reasons that make every object verdict moot: no data, failed poll, stale data."""
     if state.snapshot is None:
@@ -219,8 +231,18 @@ def _connection_reasons(state: PollState, rules: Rules, now: float) -> list[Reas
     return []
 
 
-def evaluate_ready(state: PollState, rules: Rules, now: float, wall_offset: float) -> Verdict:
-    """Readiness: reachable, fresh, healthy, and the selected objects in scope in ready states."""
+def evaluate_ready(
+    state: PollState,
+    rules: Rules,
+    now: float,
+    wall_offset: float,
+    notes: Mapping[tuple[str, int | None], str] | None = None,
+) -> Verdict:
+    """Readiness: reachable, fresh, healthy, and the selected objects in scope in ready states.
+
+    ``notes``: text appended to the reasons of FAILED objects, keyed by (connector, task or None);
+    the auto-restarter passes its schedule this way so this module stays pure.
+    """
     blocking = _connection_reasons(state, rules, now)
     if blocking:
         valid_until = math.inf
@@ -259,7 +281,7 @@ def evaluate_ready(state: PollState, rules: Rules, now: float, wall_offset: floa
         unhealthy.append(_ranked(view))
 
     reasons: list[Reason] = [
-        _object_reason(item[3], wall_offset)
+        _object_reason(item[3], wall_offset, _failed_note(item[3], notes))
         for item in heapq.nsmallest(DETAILED_REASONS, unhealthy, key=lambda item: item[:3])
     ]
     omitted = len(unhealthy) - len(reasons)
@@ -324,7 +346,7 @@ def evaluate_ready(state: PollState, rules: Rules, now: float, wall_offset: floa
 
 def evaluate_live(state: PollState, rules: Rules, now: float, wall_offset: float) -> Verdict:
     """Liveness: fails only when Connect itself has been broken for LIVE_GRACE (after startup)."""
-    startup_end = state.started + rules.startup_grace
+    startup_end = max(state.started, state.connect_started or state.started) + rules.startup_grace
     valid_until = math.inf
     reasons: list[Reason] = []
     notes: list[str] = []

@@ -14,7 +14,9 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeConnect
 
     def do_GET(self) -> None:
-        request = httpx.Request("GET", f"http://127.0.0.1{self.path}", headers=dict(self.headers))
+        request = httpx.Request(
+            self.command, f"http://127.0.0.1{self.path}", headers=dict(self.headers)
+        )
         self.fake.requests.append(request)
         path = self.path.split("?", 1)[0]
         canned = self.fake.canned.get(path)
@@ -32,6 +34,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    do_POST = do_GET  # restart requests (auto-restart); the fake routes on request.method
 
     def log_message(self, format: str, *args: object) -> None:
         pass

@@ -74,6 +74,17 @@ class FakeConnect:
     credentials: tuple[str, str] | None = None  # require basic auth
     requests: list[httpx.Request] = field(default_factory=list)
     version: str = "3.9.0"
+    # Restart POSTs (auto-restart): answered 202/204 as Connect does, unless told otherwise.
+    restart_status: int | None = None  # answer every restart POST with this status (409, 500...)
+    plan_status: int | None = None  # answer ?includeTasks&onlyFailed so (404/405: no KIP-745)
+    restart_heals: bool = False  # an accepted restart sets what it restarts to RUNNING
+
+    @property
+    def posts(self) -> list[str]:
+        """Every POST received, as ``"/path?query"``, in order."""
+        return [
+            request.url.raw_path.decode() for request in self.requests if request.method == "POST"
+        ]
 
     def add(self, body: dict[str, Any]) -> None:
         self.connectors[body["name"]] = body
@@ -114,6 +125,8 @@ class FakeConnect:
         return bool(request.headers.get("authorization") == f"Basic {expected}")
 
     def _route(self, request: httpx.Request, path: str) -> httpx.Response:
+        if request.method == "POST":
+            return self._restart(request, path)
         if path == "/":
             return httpx.Response(
                 200, json={"version": self.version, "commit": "abc", "kafka_cluster_id": "c1"}
@@ -142,6 +155,79 @@ class FakeConnect:
                 )
             return httpx.Response(200, json=self.connectors[name])
         return httpx.Response(404, json={"error_code": 404, "message": "HTTP 404 Not Found"})
+
+    def _restart(self, request: httpx.Request, path: str) -> httpx.Response:
+        """``POST /connectors/{name}/restart[?includeTasks&onlyFailed]`` and
+        ``POST /connectors/{name}/tasks/{id}/restart``, as Connect answers them."""
+        parts = path.split("/")
+        is_connector = len(parts) == 4 and parts[1] == "connectors" and parts[3] == "restart"
+        is_task = (
+            len(parts) == 6
+            and parts[1] == "connectors"
+            and parts[3] == "tasks"
+            and parts[5] == "restart"
+        )
+        if not (is_connector or is_task):
+            return httpx.Response(405, json={"error_code": 405, "message": "HTTP 405 Not Allowed"})
+        name = unquote(parts[2])
+        params = request.url.params
+        # Connect < 3.0 ignores the KIP-745 parameters (restarts the connector instance only).
+        modern = int(self.version.split(".", 1)[0]) >= 3
+        plan = (
+            is_connector
+            and modern
+            and (params.get("includeTasks") == "true" or params.get("onlyFailed") == "true")
+        )
+        if plan and self.plan_status is not None:
+            return _error(self.plan_status)
+        if self.restart_status is not None:
+            return _error(self.restart_status)
+        body = self.connectors.get(name)
+        if body is None:
+            return _error(404, f"Connector {name} not found")
+        if is_task:
+            task = int(parts[4])
+            entry = next((t for t in body["tasks"] if t["id"] == task), None)
+            if entry is None:
+                return _error(404, f"Task {name}-{task} not found")
+            if self.restart_heals:
+                entry["state"] = "RUNNING"
+            return httpx.Response(204)
+        if not plan:
+            if self.restart_heals:
+                body["connector"]["state"] = "RUNNING"
+            return httpx.Response(204)
+        only_failed = params.get("onlyFailed") == "true"
+        include_tasks = params.get("includeTasks") == "true"
+        connector_restarts = not only_failed or body["connector"]["state"] == "FAILED"
+        tasks = [
+            t
+            for t in (body["tasks"] if include_tasks else [])
+            if not only_failed or t["state"] == "FAILED"
+        ]
+        plan_body = {
+            "name": name,
+            "connector": dict(body["connector"]),
+            "tasks": [dict(t) for t in body["tasks"]],
+            "type": body.get("type", "unknown"),
+        }
+        if connector_restarts:
+            plan_body["connector"]["state"] = "RESTARTING"
+        for task in plan_body["tasks"]:
+            if any(t["id"] == task["id"] for t in tasks):
+                task["state"] = "RESTARTING"
+        if self.restart_heals:
+            if connector_restarts:
+                body["connector"]["state"] = "RUNNING"
+            for t in tasks:
+                t["state"] = "RUNNING"
+        return httpx.Response(202, json=plan_body)
+
+
+def _error(code: int, message: str | None = None) -> httpx.Response:
+    return httpx.Response(
+        code, json={"error_code": code, "message": message or f"HTTP {code} answered on purpose"}
+    )
 
 
 class FakeClock:

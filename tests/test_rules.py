@@ -308,6 +308,29 @@ async def test_connect_refused_fails_readiness_at_once_and_liveness_after_grace(
         assert sidecar.ready()[0] == 200
 
 
+async def test_a_restarted_connect_gets_the_startup_grace_again() -> None:
+    fake = fake_with(status("orders-sink"))
+    clock = FakeClock()
+    async with Sidecar(fake, clock, timeout=0.05, startup_grace=300, live_grace=60) as sidecar:
+        await sidecar.poll()
+        clock.advance(1000)
+        fake.hang = True  # the worker hangs: liveness fails after LIVE_GRACE
+        await sidecar.poll()
+        clock.advance(60)
+        await sidecar.poll()
+        assert sidecar.live()[0] == 503
+        fake.hang, fake.down = False, True  # the kubelet restarted it: port closed while it boots
+        await sidecar.poll()
+        clock.advance(299)
+        await sidecar.poll()
+        assert sidecar.live()[0] == 200
+        clock.advance(61)
+        await sidecar.poll()
+        code, body = sidecar.live()
+        assert code == 503  # never came back: startup grace and live grace both spent
+        assert codes(body) == ["connect_unreachable"]
+
+
 async def test_startup_grace_postpones_liveness_failures() -> None:
     fake = FakeConnect(down=True)
     clock = FakeClock()

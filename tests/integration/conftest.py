@@ -1,0 +1,93 @@
+"""Fixtures of the real-Kafka-Connect tier: a broker, real Connect 3.9 workers, the sidecar.
+
+Session: the jars are fetched/built once (cached outside the repository), one in-memory broker is
+started, and every process is stopped by PID at the end, also on a failure, Ctrl-C or SIGTERM.
+Logs of the run are kept (and their directory printed) when a test failed, removed otherwise
+(``CONNECT_PROBE_REALCONNECT_KEEP_LOGS=1`` keeps them always).
+
+Java 17 is required: without it every test here fails with a message saying what to install.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from tests.realconnect.artifacts import SetupError, ensure_artifacts
+from tests.realconnect.cluster import RunDir, start_broker
+from tests.realconnect.probe import probe_executable
+from tests.realconnect.procs import raise_on_termination, restore_handlers, stop_all
+from tests.realconnect.session import RealConnect
+
+KEEP_LOGS_ENV = "CONNECT_PROBE_REALCONNECT_KEEP_LOGS"
+RUN_KEY = pytest.StashKey["RealConnect"]()
+
+
+@pytest.fixture(scope="session")
+def realconnect(request: pytest.FixtureRequest) -> Iterator[RealConnect]:
+    """Fetches/builds the artifacts (or fails saying what to install) and starts the broker."""
+    previous_handlers = raise_on_termination()  # SIGTERM/SIGHUP -> teardown, like Ctrl-C
+    keep_logs = bool(os.environ.get(KEEP_LOGS_ENV))
+    run: RunDir | None = None
+    try:
+        started = time.monotonic()
+        try:
+            artifacts = ensure_artifacts()
+            probe_bin = probe_executable()
+        except (SetupError, FileNotFoundError) as exc:
+            pytest.fail(f"real Kafka Connect tests cannot run: {exc}", pytrace=False)
+        setup_seconds = time.monotonic() - started
+        run = RunDir("tests")
+        broker = start_broker(artifacts, run)
+        ctx = RealConnect(artifacts, run, broker, probe_bin)
+        ctx.record("setup_seconds", setup_seconds)
+        request.config.stash[RUN_KEY] = ctx
+        yield ctx
+        ctx.record_rss("broker", broker.proc.rss_kib())
+    finally:
+        stop_all()
+        restore_handlers(previous_handlers)
+        if run is not None:
+            ctx_or_none = request.config.stash.get(RUN_KEY, None)
+            failed = (
+                request.session.testsfailed > 0
+                or bool(_interrupted)
+                or (ctx_or_none is not None and ctx_or_none.failed)
+            )
+            if not failed and not keep_logs:
+                run.remove()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On a failure: remember it (logs are kept) and name the log directory in the report."""
+    report = yield
+    ctx = item.config.stash.get(RUN_KEY, None)
+    if ctx is not None and report.failed:
+        ctx.failed = True
+        report.sections.append(("realconnect logs", f"worker/broker/sidecar logs: {ctx.run}"))
+    return report
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Ctrl-C or SIGTERM: keep the logs of the interrupted run (teardown comes after this hook)."""
+    _interrupted.append(True)
+
+
+_interrupted: list[bool] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    ctx = terminalreporter.config.stash.get(RUN_KEY, None)
+    if ctx is None:
+        return
+    if ctx.metrics:
+        shown = ", ".join(f"{key}={value:.1f}" for key, value in sorted(ctx.metrics.items()))
+        terminalreporter.write_line(f"realconnect measurements: {shown}")
+    if ctx.failed or _interrupted or os.environ.get(KEEP_LOGS_ENV):
+        terminalreporter.write_line(f"realconnect logs kept in {ctx.run}")
