@@ -21,7 +21,7 @@ uv: ## make sure the uv package manager is there (from PyPI)
 	@$(UV) --version >/dev/null 2>&1 || { echo "uv is missing and could not be installed with pip" >&2; exit 1; }
 
 install: uv ## install the sidecar into .venv (runtime dependencies, pinned by uv.lock)
-	$(UV) sync --frozen --no-dev
+	$(UV) sync --frozen --no-dev --inexact
 
 install-dev: uv ## install the sidecar and the development tools into .venv
 	$(UV) sync --frozen

@@ -19,7 +19,7 @@ import hashlib
 import os
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 from urllib.parse import quote
@@ -175,8 +175,21 @@ def _describe_decode_error(exc: Exception) -> str:
 class ConnectClient:
     """The reads a poll needs, each returning parsed models or raising a ``ConnectError``."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: Settings,
+        *,
+        renew: Callable[[], httpx.AsyncClient] | None = None,
+    ) -> None:
         self._http = http
+        self._given = http
+        # A new client (a new connection pool) replaces ``http`` before the first request after
+        # one was cut short (see ``_renew_if_interrupted``); without ``renew``, never.
+        self._renew = renew
+        self._interrupted = False
+        self._in_flight = 0
+        self.renewals = 0
         self._timeout = settings.timeout
         self._max_bytes = settings.max_response_bytes
         self._concurrency = settings.status_concurrency
@@ -196,7 +209,15 @@ class ConnectClient:
     ) -> RawResponse:
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._send(method, path, params)
+                await self._renew_if_interrupted()
+                self._in_flight += 1
+                try:
+                    return await self._send(method, path, params)
+                except BaseException:  # failed, timed out, or cancelled with a failing sibling
+                    self._interrupted = True
+                    raise
+                finally:
+                    self._in_flight -= 1
         except TimeoutError:
             raise ConnectTimeout(
                 f"{method} {path} got no complete answer within {self._timeout:g}s"
@@ -238,6 +259,28 @@ class ConnectClient:
                 # reference cycle (asyncio.TaskGroup's ExceptionGroup) until the cyclic GC runs,
                 # and with it up to MAX_RESPONSE_BYTES per request, poll after poll.
                 body.clear()
+
+    async def _renew_if_interrupted(self) -> None:
+        """A fresh connection pool once no request is in flight after one was cut short.
+
+        httpcore 1.0 can leave the connection of a cancelled request counted as busy for good
+        (encode/httpcore#1093, #830); once every slot of the pool is taken, each request waits
+        for a connection until its deadline and every poll fails with ``connect_timeout``
+        against a healthy Connect, until the process restarts (and /live would fail after
+        LIVE_GRACE). Requests are cut short only when something already went wrong, so this
+        costs one new connection then.
+        """
+        if not self._interrupted or self._in_flight or self._renew is None:
+            return
+        self._interrupted = False
+        old, self._http = self._http, self._renew()
+        self.renewals += 1
+        await old.aclose()  # closes whatever the old pool still holds
+
+    async def aclose(self) -> None:
+        """Close a client this object made (the one it was given belongs to the caller)."""
+        if self._http is not self._given:
+            await self._http.aclose()
 
     def _cap(self, path: str) -> int:
         """Only the connector listing can be large: GET / and /health answer a few hundred bytes,

@@ -108,9 +108,12 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         identity = await resolve_identity(settings)
         async with build_http_client(settings, transport) as http:
+            client = ConnectClient(
+                http, settings, renew=lambda: build_http_client(settings, transport)
+            )
             monitor, poller = build_monitor_and_poller(
                 settings,
-                ConnectClient(http, settings),
+                client,
                 identity,
                 clock,
                 observers=(metrics.observe_poll,),
@@ -143,6 +146,7 @@ def create_app(
                 runtime.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await runtime.task
+                await client.aclose()
 
     app = FastAPI(
         title="kafka-connect-probe",

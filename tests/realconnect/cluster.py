@@ -30,6 +30,8 @@ KEEP_RUNS = 10
 JVM_COMMON = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
 BROKER_JVM = ("-Xms32m", "-Xmx128m")
 WORKER_JVM = ("-Xms64m", "-Xmx512m")
+# Logged by ConnectDistributed when startup fails (e.g. its port is taken).
+FATAL_STARTUP_ERROR = "Stopping due to error (org.apache.kafka.connect.cli.AbstractConnectCli)"
 # JVM system property naming the worker; the test plugin's fail.task.on.worker compares it.
 WORKER_ID_PROPERTY = "realconnect.worker.id"
 
@@ -211,7 +213,10 @@ class Worker:
         def healthy() -> bool:
             if not proc.alive:
                 raise _died(proc)
-            return self.client.is_healthy()
+            if proc.log_contains(FATAL_STARTUP_ERROR):  # exits, but may take ~30 s to do so
+                proc.kill()
+                raise _died(proc)
+            return self.client.is_healthy(timeout=2.0)  # /health waits while starting
 
         try:
             wait_until(healthy, timeout=timeout, interval=0.1, what=f"{self.name} /health 200")
@@ -289,6 +294,8 @@ class ConnectCluster:
     def new_worker(self, port: int | None = None) -> Worker:
         """Creates (does not start) the next worker, on ``port`` or a free one."""
         index = len(self.workers) + 1
+        while (self.dir / f"worker{index}.properties").exists():  # after a retried start
+            index += 1
         port = port or free_port()
         name = f"{self.name}-worker{index}"
         config_path = self.dir / f"worker{index}.properties"
@@ -311,9 +318,18 @@ class ConnectCluster:
         and waits until each one's ``/health`` says 200."""
         started = []
         for _ in range(count):
-            worker = self.new_worker()
-            worker.launch()
-            worker.wait_healthy(timeout)
+            for attempt in range(3):
+                worker = self.new_worker()
+                worker.launch()
+                try:
+                    worker.wait_healthy(timeout)
+                    break
+                except ProcessDied as exc:
+                    # The free port was taken between choosing and binding it: another one.
+                    self.workers.remove(worker)
+                    worker.client.close()
+                    if "Address already in use" not in str(exc) or attempt == 2:
+                        raise
             started.append(worker)
         return started
 

@@ -98,6 +98,7 @@ class Probe:
         self.name = name
         self.executable = executable or probe_executable()
         self.connect_url = connect_url
+        self._auto_port = port is None
         self.port = port or free_port()
         self.log_path = log_path
         # Environment: ours minus any CONNECT_PROBE_* the caller had, plus the given settings.
@@ -122,7 +123,26 @@ class Probe:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Probe:
-        """Starts the process and waits until it serves ``/healthz``."""
+        """Starts the process and waits until it serves ``/healthz`` (on another free port if
+        the chosen one was taken meanwhile, unless the port was given)."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except GiveUp as exc:
+                taken = "address already in use" in str(exc).lower()
+                if not (taken and self._auto_port) or attempt == 2:
+                    raise
+                self._use_port(free_port())
+        raise AssertionError("unreachable")
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.settings["PORT"] = str(port)
+        self.env[ENV_PREFIX + "PORT"] = str(port)
+        self._http.close()
+        self._http = httpx.Client(base_url=self.url, timeout=10.0, trust_env=False)
+
+    def _start_once(self, timeout: float) -> Probe:
         self.proc = ManagedProcess(self.name, [self.executable], self.log_path, env=self.env)
         proc = self.proc
 

@@ -91,6 +91,15 @@ class ManagedProcess:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def log_contains(self, text: str, tail_bytes: int = 256 * 1024) -> bool:
+        """Whether the last ``tail_bytes`` of the log contain ``text``."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - tail_bytes))
+                return text.encode() in log.read()
+        except OSError:
+            return False
+
     def _signal(self, signum: int) -> None:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):

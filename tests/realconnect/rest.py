@@ -104,7 +104,9 @@ class ConnectClient:
     # ---------------------------------------------------------------------------- waits
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        wait_until(self.is_healthy, timeout=timeout, what=f"{self.url}/health to answer 200")
+        wait_until(
+            lambda: self.is_healthy(timeout=2.0), timeout=timeout, what=f"{self.url}/health 200"
+        )
 
     def wait_for_state(
         self,
