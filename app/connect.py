@@ -55,6 +55,7 @@ __all__ = [
 EXPAND_STATUS: Final = (("expand", "status"),)
 RESTART_FAILED_WITH_TASKS: Final = (("includeTasks", "true"), ("onlyFailed", "true"))
 T = TypeVar("T")
+StatusesResult = tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]]
 # Largest body read from GET / and GET /health (each a few hundred bytes in practice).
 SMALL_RESPONSE_BYTES: Final = 1024 * 1024
 
@@ -111,7 +112,7 @@ class ConnectBadResponse(ConnectError):
 class RawResponse:
     status_code: int
     content_type: str
-    body: bytes
+    body: bytes | bytearray
     location: str | None
 
 
@@ -135,12 +136,18 @@ def build_http_client(
     return httpx.AsyncClient(
         base_url=settings.connect_url,
         auth=auth,  # httpx sends Basic credentials with the first request: Connect never challenges
-        verify=_ssl_context(settings) if settings.connect_url.startswith("https") else True,
+        # Plain http needs no TLS context: loading the CA bundle costs ~3 MB of RSS for nothing.
+        verify=_ssl_context(settings) if settings.connect_url.startswith("https") else False,
         timeout=httpx.Timeout(settings.timeout),
         follow_redirects=False,
         # A sidecar talks to localhost: an HTTP(S)_PROXY meant for other traffic must not apply.
         trust_env=False,
-        limits=httpx.Limits(max_connections=max(4, settings.status_concurrency + 2)),
+        limits=httpx.Limits(
+            max_connections=max(4, settings.status_concurrency + 2),
+            # Keep the connections across polls (httpx's default 5 s expiry equals the default
+            # poll interval: every poll would open new ones), but below Jetty's 30 s idle timeout.
+            keepalive_expiry=min(max(10.0, 3 * settings.poll_interval), 25.0),
+        ),
         # identity: a compressed body would escape MAX_RESPONSE_BYTES (a gzip bomb inflates 1000x
         # per layer), so the sidecar never asks for one and refuses one sent anyway (see _send).
         headers={
@@ -193,8 +200,6 @@ class ConnectClient:
         self._timeout = settings.timeout
         self._max_bytes = settings.max_response_bytes
         self._concurrency = settings.status_concurrency
-        self._last_body_digest: bytes | None = None
-        self._last_statuses: tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]] | None = None
 
     async def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> RawResponse:
         """GET ``path`` within the deadline, reading at most ``max_response_bytes``."""
@@ -243,22 +248,26 @@ class ConnectClient:
                     "decompress it"
                 )
             body = bytearray()
+            handed_over = False
             try:
                 async for chunk in response.aiter_bytes():  # identity only: see above
                     body += chunk
                     if len(body) > limit:
                         raise self._too_large(method, path, limit)
-                return RawResponse(
+                raw = RawResponse(
                     status_code=response.status_code,
                     content_type=response.headers.get("content-type", ""),
-                    body=bytes(body),
+                    body=body,  # no bytes() copy: 4 MB at 10,000 connectors
                     location=response.headers.get("location"),
                 )
+                handed_over = True
+                return raw
             finally:
                 # Free the buffer now: a failed poll's exceptions keep this frame alive in a
                 # reference cycle (asyncio.TaskGroup's ExceptionGroup) until the cyclic GC runs,
                 # and with it up to MAX_RESPONSE_BYTES per request, poll after poll.
-                body.clear()
+                if not handed_over:
+                    body.clear()
 
     async def _renew_if_interrupted(self) -> None:
         """A fresh connection pool once no request is in flight after one was cut short.
@@ -320,29 +329,35 @@ class ConnectClient:
             )
         raise ConnectHTTPError(f"GET {path} answered {status}{_error_detail(raw)}", status)
 
-    async def fetch_statuses(self) -> tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]]:
-        """All connectors' statuses: ``(by name, legacy_api, listed_without_status)``.
+    async def fetch_statuses(self) -> StatusesResult:
+        """All connectors' statuses: ``(by name, legacy_api, listed_without_status)``."""
+        _, result = await self.fetch_statuses_if_changed(None)
+        assert result is not None
+        return result
+
+    async def fetch_statuses_if_changed(
+        self, known_digest: bytes | None
+    ) -> tuple[bytes | None, StatusesResult | None]:
+        """``(digest, statuses)``, or ``(digest, None)`` when the answer is byte-for-byte the one
+        whose digest the caller already holds (nothing parsed, nothing kept here).
 
         One ``GET /connectors?expand=status`` on Connect ≥ 2.3. Older workers ignore ``expand``
-        and answer the plain name list; then each status is fetched with bounded concurrency.
+        and answer the plain name list; then each status is fetched with bounded concurrency
+        (and no digest: the answer is assembled from many).
         """
         path = "/connectors"
         raw = await self.get(path, EXPAND_STATUS)
         self.raise_for_status(path, raw)
         digest = hashlib.blake2b(raw.body, digest_size=16).digest()
-        if digest == self._last_body_digest and self._last_statuses is not None:
-            return self._last_statuses  # byte-for-byte the same answer: skip parsing and tracking
+        if digest == known_digest:
+            return digest, None
         decoded = self._decode(path, raw, _expanded_decoder)
+        del raw  # the body (MBs at 10,000 connectors) is not needed past decoding
         if isinstance(decoded, dict):
-            result = {name: entry.status for name, entry in decoded.items()}, False, ()
-            self._last_body_digest, self._last_statuses = digest, result
-            return result
-        self._last_body_digest = self._last_statuses = None
-        return await self._fetch_each(decoded)
+            return digest, ({name: entry.status for name, entry in decoded.items()}, False, ())
+        return None, await self._fetch_each(decoded)
 
-    async def _fetch_each(
-        self, names: list[str]
-    ) -> tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]]:
+    async def _fetch_each(self, names: list[str]) -> StatusesResult:
         limiter = asyncio.Semaphore(self._concurrency)
 
         async def one(name: str) -> ConnectorStatus | None:
@@ -513,9 +528,7 @@ def supports_restart_plan(version: str | None) -> bool:
     return (major, minor) >= (3, 0)
 
 
-def snapshot_from(
-    statuses: tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]], health: WorkerHealth
-) -> Snapshot:
+def snapshot_from(statuses: StatusesResult, health: WorkerHealth) -> Snapshot:
     """Bundle one poll's reads."""
     connectors, legacy, missing = statuses
     return Snapshot(

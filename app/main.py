@@ -13,7 +13,9 @@ from app import __version__
 from app.api import build_router
 from app.clock import Clock, SystemClock
 from app.connect import ConnectClient, build_http_client
+from app.fastpath import ProbeFastPath
 from app.identity import Identity, detect_identity, explicit_identity, local_host_names
+from app.memory import trimmer
 from app.metrics import Metrics
 from app.monitor import Monitor
 from app.poller import Poller
@@ -116,7 +118,7 @@ def create_app(
                 client,
                 identity,
                 clock,
-                observers=(metrics.observe_poll,),
+                observers=(metrics.observe_poll, _trim_after_change()),
             )
             runtime.monitor, runtime.poller = monitor, poller
             runtime.task = asyncio.create_task(poller.run(), name="connect-poller")
@@ -160,8 +162,19 @@ def create_app(
     app.include_router(
         build_router(lambda: runtime.monitor, _loop_alive(runtime, settings, clock), metrics.render)
     )
+    app.add_middleware(ProbeFastPath, monitor_source=lambda: runtime.monitor)
     app.state.runtime = runtime
     return app
+
+
+def _trim_after_change() -> PollObserver:
+    """Return freed heap to the system after a poll that replaced the snapshot (app.memory)."""
+    trim = trimmer()
+
+    def observe(state: PollState, changes: list[Change]) -> None:
+        trim(state.generation)
+
+    return observe
 
 
 def _loop_alive(

@@ -7,7 +7,8 @@ probe or per poll.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from app import __version__
 from app.clock import Clock
@@ -26,11 +27,22 @@ changes_logger = logging.getLogger("app.changes")
 
 @dataclass(frozen=True, slots=True)
 class ProbeAnswer:
-    """A rendered probe response."""
+    """A rendered probe response, with its ASGI start message built once (see app/fastpath)."""
 
     status_code: int
     body: bytes
     verdict: Verdict
+    start: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def make_answer(status_code: int, body: bytes, verdict: Verdict) -> ProbeAnswer:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    start = {"type": "http.response.start", "status": status_code, "headers": headers}
+    return ProbeAnswer(status_code, body, verdict, start)
 
 
 @dataclass(slots=True)
@@ -38,6 +50,24 @@ class _Cached:
     generation: int
     answer: ProbeAnswer
     notes_version: int = 0
+
+
+def error_answer(probe: str, scope: str, message: str) -> ProbeAnswer:
+    """A 503 with one ``internal_error`` reason (judging failed, or nothing to judge with yet)."""
+    verdict = Verdict(probe, False, f"not {probe}: {message}", (Reason("internal_error", message),))
+    return make_answer(
+        503, probe_body(verdict, scope=scope, worker_id=None, last_success=None), verdict
+    )
+
+
+def answer_probe(monitor: "Monitor | None", probe: str) -> ProbeAnswer:
+    """The probe's answer whatever happens: the monitor's, or a 503 saying why not."""
+    if monitor is None:
+        return error_answer(probe, "", "the sidecar is still starting")
+    try:
+        return monitor.answer(probe)
+    except Exception as exc:  # a probe answers 503 with a reason, never 500
+        return monitor.internal_error_answer(probe, exc)
 
 
 class Monitor:
@@ -133,7 +163,7 @@ class Monitor:
             worker_id=self._worker_id(state),
             last_success=iso(state.last_success, wall_offset) if state.last_success else None,
         )
-        answer = ProbeAnswer(200 if verdict.ok else 503, body, verdict)
+        answer = make_answer(200 if verdict.ok else 503, body, verdict)
         self._cache[probe] = _Cached(state.generation, answer, self._notes_version())
         self._log_verdict(verdict)
         return answer
@@ -141,14 +171,9 @@ class Monitor:
     def internal_error_answer(self, probe: str, error: BaseException) -> ProbeAnswer:
         """What a probe says when judging itself failed: 503 with a reason, never a 500."""
         logger.error("evaluating /%s failed", probe, exc_info=error)
-        verdict = Verdict(
-            probe,
-            False,
-            f"not {probe}: internal error in the sidecar ({type(error).__name__})",
-            (Reason("internal_error", f"internal error: {type(error).__name__}"),),
+        return error_answer(
+            probe, self._rules.scope, f"internal error in the sidecar ({type(error).__name__})"
         )
-        body = probe_body(verdict, scope=self._rules.scope, worker_id=None, last_success=None)
-        return ProbeAnswer(503, body, verdict)
 
     def _notes_version(self) -> int:
         return self.restarter.notes_version if self.restarter is not None else 0

@@ -11,15 +11,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from app.clock import Clock
-from app.connect import ConnectClient, ConnectError, snapshot_from
+from app.connect import ConnectClient, ConnectError, StatusesResult, snapshot_from
 from app.logs import safe
-from app.models import ConnectorStatus, ServerInfo, Snapshot, WorkerHealth
+from app.models import ServerInfo, Snapshot, WorkerHealth
 from app.pollstate import PollFailure, PollState
 from app.tracking import Change, StateTracker
 
 logger = logging.getLogger(__name__)
-
-StatusesResult = tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]]
 
 
 class Poller:
@@ -45,7 +43,8 @@ class Poller:
         self._on_poll = on_poll
         self._after_poll = after_poll  # e.g. auto-restart: runs in this loop, never in a probe
         self._health_unsupported_until: float | None = None
-        self._last_statuses: StatusesResult | None = None
+        # Digest of the last expand=status answer folded into the published state.
+        self._statuses_digest: bytes | None = None
         self.state = PollState(started=clock.monotonic())
         self.last_loop_activity = self.state.started
 
@@ -83,7 +82,9 @@ class Poller:
         want_info = previous.server_info is None or previous.failure is not None
         try:
             async with asyncio.TaskGroup() as group:
-                statuses_task = group.create_task(self._client.fetch_statuses())
+                statuses_task = group.create_task(
+                    self._client.fetch_statuses_if_changed(self._statuses_digest)
+                )
                 health_task = group.create_task(
                     self._client.fetch_health() if check_health else _unchecked()
                 )
@@ -94,6 +95,8 @@ class Poller:
             failure = _failure_from(errors.exceptions)
             return self._record_failure(started, failure)
         statuses, health, info = statuses_task.result(), health_task.result(), info_task.result()
+        # Decoding a large answer just held the loop; let queued probes through before tracking.
+        await asyncio.sleep(0)
         return self._record_success(started, statuses, health, info or previous.server_info)
 
     def _record_failure(self, started: float, failure: PollFailure) -> PollState:
@@ -130,7 +133,7 @@ class Poller:
     def _record_success(
         self,
         started: float,
-        statuses: StatusesResult,
+        fetched: tuple[bytes | None, StatusesResult | None],
         health: WorkerHealth,
         info: ServerInfo | None,
     ) -> PollState:
@@ -143,14 +146,22 @@ class Poller:
         if health.kind == "unchecked":
             health = WorkerHealth("unsupported", "GET /health is not supported (Connect < 3.9)")
 
-        unchanged = self._last_statuses is not None and statuses[0] is self._last_statuses[0]
-        if unchanged and previous.snapshot is not None and previous.snapshot.health == health:
+        digest, statuses = fetched
+        if statuses is None and previous.snapshot is not None:
+            # Byte-for-byte the same answer as the published one: nothing to parse or track.
             snapshot = previous.snapshot
+            if snapshot.health != health:
+                snapshot = dataclasses.replace(snapshot, health=health)
             changes: list[Change] = []
         else:
-            snapshot = snapshot_from(statuses, health)
-            changes = [] if unchanged else self._tracker.update(snapshot.connectors, now)
-        self._last_statuses = statuses
+            assert statuses is not None
+            connectors, legacy, missing = statuses
+            changes = self._tracker.update(connectors, now)
+            # Publish the tracker's structs: where a connector did not change they are the old
+            # ones, so the freshly decoded duplicates die with this poll (half the memory).
+            current = {name: entry.status for name, entry in self._tracker.objects.items()}
+            snapshot = snapshot_from((current, legacy, missing), health)
+        self._statuses_digest = digest
 
         troubled = health.kind in ("unhealthy", "timeout")
         trouble_since = (previous.live_trouble_since or started) if troubled else None

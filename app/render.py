@@ -67,15 +67,12 @@ def probe_body(
 
 def matched_worker_ids(state: PollState, identity: Identity) -> list[str]:
     """The worker ids in the cluster status that are this worker's."""
-    seen: set[str] = set()
+    distinct: set[str] = set()
     for entry in state.tracked.values():
         status = entry.status
-        if identity.matches(status.connector.worker_id):
-            seen.add(status.connector.worker_id)
-        for task in status.tasks:
-            if identity.matches(task.worker_id):
-                seen.add(task.worker_id)
-    return sorted(seen)
+        distinct.add(status.connector.worker_id)
+        distinct.update(task.worker_id for task in status.tasks)
+    return sorted(worker for worker in distinct if identity.matches(worker))
 
 
 def status_page(

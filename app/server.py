@@ -7,6 +7,7 @@ ignores it), because refreshing it needs exactly that timer.
 """
 
 import asyncio
+import gc
 import signal
 from types import FrameType
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 
 from app.httpguard import GuardedHttpToolsProtocol
 from app.logs import logging_config
+from app.memory import pin_mmap_threshold
 from app.settings import Settings
 
 # Seconds uvicorn waits for open connections on SIGTERM; well under Kubernetes' default 30 s.
@@ -30,6 +32,10 @@ class LeanServer(uvicorn.Server):
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def main_loop(self) -> None:
+        # Start-up is done: move every object that lives for the whole run (modules, the app)
+        # out of the collector's sight, so full collections under load take ~1 ms, not ~25 ms.
+        gc.collect()
+        gc.freeze()
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         await self.on_tick(0)  # sets the default headers once
@@ -57,9 +63,11 @@ def serve(app: FastAPI, settings: Settings) -> None:
         lifespan="on",
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # nothing sits between the kubelet and us
         date_header=False,
         log_config=logging_config(settings.log_level, settings.log_format),
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    pin_mmap_threshold()
     LeanServer(config).run()

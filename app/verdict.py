@@ -6,10 +6,9 @@ The README's table explains each rule; the tests in ``tests/test_verdict.py`` pi
 
 import heapq
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 
 from app.identity import Identity
 from app.pollstate import PollState
@@ -91,39 +90,41 @@ class Rules:
             self._scope_memo[worker_id] = answer
         return answer
 
-    def scoped_states(
-        self, tracked: Mapping[str, Tracked]
-    ) -> Iterator[tuple[str, Callable[[], ObjectView]]]:
-        """Like ``scoped_objects``, but yields each state with a lazy view (cheap to skip)."""
+    def census(self, tracked: Mapping[str, Tracked]) -> tuple[dict[str, int], list[ObjectView]]:
+        """Objects in scope counted by state, and those not in a ready state.
+
+        The hot loop of a poll at 10,000 connectors: nothing is allocated for ready objects.
+        """
         everyone = self.scope == "cluster"
+        memo = self._scope_memo
         in_scope = self.in_scope
         selected = self.selector.selected
+        ready = self.ready_states
+        by_state: dict[str, int] = {}
+        others: list[ObjectView] = []
         for name, entry in tracked.items():
             if not selected(name):
                 continue
             status = entry.status
             conn = status.connector
-            if everyone or in_scope(conn.worker_id):
-                yield (
-                    conn.state,
-                    partial(
-                        ObjectView,
-                        name,
-                        None,
-                        conn.state,
-                        conn.worker_id,
-                        entry.connector_since,
-                        conn.trace,
-                    ),
-                )
-            for task, since in zip(status.tasks, entry.task_since, strict=True):
-                if everyone or in_scope(task.worker_id):
-                    yield (
-                        task.state,
-                        partial(
-                            ObjectView, name, task.id, task.state, task.worker_id, since, task.trace
-                        ),
+            worker = conn.worker_id
+            if everyone or (memo[worker] if worker in memo else in_scope(worker)):
+                by_state[conn.state] = by_state.get(conn.state, 0) + 1
+                if conn.state not in ready:
+                    others.append(
+                        ObjectView(
+                            name, None, conn.state, worker, entry.connector_since, conn.trace
+                        )
                     )
+            for task, since in zip(status.tasks, entry.task_since, strict=True):
+                worker = task.worker_id
+                if everyone or (memo[worker] if worker in memo else in_scope(worker)):
+                    by_state[task.state] = by_state.get(task.state, 0) + 1
+                    if task.state not in ready:
+                        others.append(
+                            ObjectView(name, task.id, task.state, worker, since, task.trace)
+                        )
+        return by_state, others
 
     def scoped_objects(self, tracked: Mapping[str, Tracked]) -> Iterator[ObjectView]:
         """Selected connector instances and tasks in scope."""
@@ -259,21 +260,13 @@ def evaluate_ready(
     assert state.last_success is not None
     valid_until = state.last_success + rules.max_age
 
-    in_scope = 0
     unhealthy: list[Ranked] = []
     pending = 0
-    by_state: dict[str, int] = {}
-    ready_states, transient_states = rules.ready_states, rules.transient_states
-    grace = rules.transient_grace
-    # The hot loop of a poll at 10,000 connectors: objects in ready states only get counted.
-    for obj_state, obj in rules.scoped_states(state.tracked):
-        in_scope += 1
-        by_state[obj_state] = by_state.get(obj_state, 0) + 1
-        if obj_state in ready_states:
-            continue
-        view = obj()
-        if obj_state in transient_states:
-            deadline = view.since + grace
+    by_state, not_ready = rules.census(state.tracked)
+    in_scope = sum(by_state.values())
+    for view in not_ready:
+        if view.state in rules.transient_states:
+            deadline = view.since + rules.transient_grace
             if now < deadline:
                 pending += 1
                 valid_until = min(valid_until, deadline)

@@ -86,13 +86,15 @@ async def test_unchanged_answers_are_parsed_once() -> None:
     settings = Settings()
     async with build_http_client(settings, fake.transport()) as http:
         client = ConnectClient(http, settings)
-        first = await client.fetch_statuses()
-        second = await client.fetch_statuses()
-        assert second is first
+        digest, first = await client.fetch_statuses_if_changed(None)
+        assert digest is not None
+        assert first is not None
+        assert await client.fetch_statuses_if_changed(digest) == (digest, None)
         fake.set_task("orders-sink", 0, "FAILED")
-        third = await client.fetch_statuses()
-        assert third is not first
-        assert third[0]["orders-sink"].tasks[0].state == "FAILED"
+        new_digest, changed = await client.fetch_statuses_if_changed(digest)
+        assert new_digest != digest
+        assert changed is not None
+        assert changed[0]["orders-sink"].tasks[0].state == "FAILED"
 
 
 def test_https_client_with_verification_off_builds() -> None:
