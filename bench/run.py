@@ -734,7 +734,8 @@ def idle_window(
         polls=int(stats["by_route"].get("connectors_expand", 0)),
         probes=n_probes,
         poll_interval=poll_interval,
-        connect_connections=int(stats.get("connections", 0)),
+        # minus the connection of the /_stats request that read these figures
+        connect_connections=max(0, int(stats.get("connections", 0)) - 1),
     )
 
 

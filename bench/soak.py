@@ -15,7 +15,9 @@ status but 200/503 on /ready and /live, 200 on /healthz and /status, a body that
 documented JSON, or a hostile request answered otherwise than expected); RSS after the run is
 within 5 % of RSS after the warm-up (both taken after 3 quiet seconds); open file descriptors back
 to their warm-up count; no traceback or unhandled exception in the sidecar's log; exit 0 on
-SIGTERM. Writes ``bench/soak-results.md`` (``--out``) and exits 1 when a criterion fails.
+SIGTERM; /live never 503 (every fault is far shorter than LIVE_GRACE, so a 503 would mean the
+sidecar stopped reaching a healthy Connect: the wedged connection pool this soak once found).
+Writes ``bench/soak-results.md`` (``--out``) and exits 1 when a criterion fails.
 """
 
 import argparse
@@ -392,6 +394,13 @@ class Result:
                 str(len(self.log_hits)),
             ),
             ("exit 0 on SIGTERM", self.exit_code == 0, str(self.exit_code)),
+            # Faults last FAULT_ON seconds, far below LIVE_GRACE: a /live 503 would be the sidecar
+            # lying (a wedged client, say) and the kubelet restarting a healthy Connect.
+            (
+                "/live never 503 (each fault is shorter than LIVE_GRACE)",
+                not any(key.startswith("/live ") for key in self.stats.reasons),
+                str(sum(n for key, n in self.stats.reasons.items() if key.startswith("/live "))),
+            ),
         ]
 
 

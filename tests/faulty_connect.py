@@ -296,11 +296,13 @@ class FaultyConnect:
         self._writers.clear()
 
     async def _shutdown(self) -> None:
-        await self._close(listener=True)
+        await self._close(listener=True)  # aborted connections end their handlers...
         tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=2)
+            for task in pending:  # ...and whatever still waits (a trickle's sleep) is cancelled
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
