@@ -15,11 +15,12 @@ response-size cap. Failures are raised as one tree::
 """
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 from urllib.parse import quote
@@ -55,6 +56,7 @@ __all__ = [
 EXPAND_STATUS: Final = (("expand", "status"),)
 RESTART_FAILED_WITH_TASKS: Final = (("includeTasks", "true"), ("onlyFailed", "true"))
 T = TypeVar("T")
+PREPARED_REQUESTS: Final = 16
 StatusesResult = tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]]
 # Largest body read from GET / and GET /health (each a few hundred bytes in practice).
 SMALL_RESPONSE_BYTES: Final = 1024 * 1024
@@ -197,6 +199,7 @@ class ConnectClient:
         self._interrupted = False
         self._in_flight = 0
         self.renewals = 0
+        self._requests: dict[tuple[str, str, tuple[tuple[str, str], ...]], httpx.Request] = {}
         self._timeout = settings.timeout
         self._max_bytes = settings.max_response_bytes
         self._concurrency = settings.status_concurrency
@@ -234,8 +237,20 @@ class ConnectClient:
         except httpx.TransportError as exc:
             raise ConnectUnreachable(f"{method} {path} failed: {_transport_detail(exc)}") from None
 
+    def _prepared(self, method: str, path: str, params: Sequence[tuple[str, str]]) -> httpx.Request:
+        """The request, built once per client: URL merging and parsing is a third of a poll's
+        CPU at 100 connectors. Bounded, since the legacy per-connector paths vary."""
+        key = (method, path, tuple(params))
+        request = self._requests.get(key)
+        if request is None:
+            request = self._http.build_request(method, path, params=list(params))
+            if len(self._requests) < PREPARED_REQUESTS:
+                self._requests[key] = request
+        return request
+
     async def _send(self, method: str, path: str, params: Sequence[tuple[str, str]]) -> RawResponse:
-        async with self._http.stream(method, path, params=list(params)) as response:
+        request = self._prepared(method, path, params)
+        async with _closing(await self._http.send(request, stream=True)) as response:
             limit = self._cap(path)
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -283,6 +298,7 @@ class ConnectClient:
             return
         self._interrupted = False
         old, self._http = self._http, self._renew()
+        self._requests.clear()  # built for the old client
         self.renewals += 1
         await old.aclose()  # closes whatever the old pool still holds
 
@@ -483,6 +499,15 @@ def path_segment(name: str) -> str:
     ``/status``."""
     quoted = quote(name, safe="")
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
+@contextlib.asynccontextmanager
+async def _closing(response: httpx.Response) -> AsyncIterator[httpx.Response]:
+    """Release the connection whatever happens to the streamed response."""
+    try:
+        yield response
+    finally:
+        await response.aclose()
 
 
 def _transport_detail(exc: httpx.TransportError) -> str:

@@ -37,6 +37,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=True)
 
 
+class RepeatThrottle(logging.Filter):
+    """At most one "Invalid HTTP request received." per minute: anyone who can reach the port
+    could otherwise write a log line per malformed request (uvicorn logs each at WARNING)."""
+
+    MESSAGE = "Invalid HTTP request received."
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last = -interval
+        self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.MESSAGE:
+            return True
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._suppressed += 1
+            return False
+        if self._suppressed:
+            record.msg = f"{self.MESSAGE} ({self._suppressed} more in the last minute not logged)"
+        self._last, self._suppressed = now, 0
+        return True
+
+
 def logging_config(level: str, fmt: str, stream: str = "ext://sys.stdout") -> dict[str, Any]:
     """A ``dictConfig`` for our loggers and uvicorn's; httpx kept quiet (it logs every request)."""
     formatter: dict[str, Any] = (
@@ -48,6 +73,7 @@ def logging_config(level: str, fmt: str, stream: str = "ext://sys.stdout") -> di
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"main": formatter},
+        "filters": {"throttle": {"()": RepeatThrottle}},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
@@ -58,7 +84,12 @@ def logging_config(level: str, fmt: str, stream: str = "ext://sys.stdout") -> di
         "root": {"handlers": ["stdout"], "level": level},
         "loggers": {
             "uvicorn": {"handlers": ["stdout"], "level": level, "propagate": False},
-            "uvicorn.error": {"handlers": ["stdout"], "level": level, "propagate": False},
+            "uvicorn.error": {
+                "handlers": ["stdout"],
+                "level": level,
+                "propagate": False,
+                "filters": ["throttle"],
+            },
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},

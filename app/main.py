@@ -158,6 +158,9 @@ def create_app(
         lifespan=lifespan,
         # /ready/ is a 404, not a 307 to a Location built from the client's Host header.
         redirect_slashes=False,
+        # The schema stays at /openapi.json; Swagger/ReDoc pages would load scripts from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.include_router(
         build_router(lambda: runtime.monitor, _loop_alive(runtime, settings, clock), metrics.render)

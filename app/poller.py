@@ -85,16 +85,18 @@ class Poller:
                 statuses_task = group.create_task(
                     self._client.fetch_statuses_if_changed(self._statuses_digest)
                 )
-                health_task = group.create_task(
-                    self._client.fetch_health() if check_health else _unchecked()
+                health_task = (
+                    group.create_task(self._client.fetch_health()) if check_health else None
                 )
-                info_task = group.create_task(
-                    self._client.fetch_server_info() if want_info else _none()
+                info_task = (
+                    group.create_task(self._client.fetch_server_info()) if want_info else None
                 )
         except ExceptionGroup as errors:  # the first failure cancels the other requests
             failure = _failure_from(errors.exceptions)
             return self._record_failure(started, failure)
-        statuses, health, info = statuses_task.result(), health_task.result(), info_task.result()
+        statuses = statuses_task.result()
+        health = health_task.result() if health_task is not None else WorkerHealth("unchecked")
+        info = info_task.result() if info_task is not None else None
         # Decoding a large answer just held the loop; let queued probes through before tracking.
         await asyncio.sleep(0)
         return self._record_success(started, statuses, health, info or previous.server_info)
@@ -202,14 +204,6 @@ def _failure_from(errors: tuple[BaseException, ...]) -> PollFailure:
     return PollFailure(
         "internal_error", f"internal error while polling: {type(errors[0]).__name__}", False
     )
-
-
-async def _unchecked() -> WorkerHealth:
-    return WorkerHealth("unchecked")
-
-
-async def _none() -> None:
-    return None
 
 
 __all__ = ["Poller", "Snapshot"]

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from app.logs import JsonFormatter, logging_config
+from app.logs import JsonFormatter, RepeatThrottle, logging_config
 from tests.fakes import Canned, FakeClock, FakeConnect, status
 from tests.sidecar import THIS_WORKER, Sidecar
 
@@ -184,3 +184,15 @@ async def test_json_format_is_one_valid_object_per_line(
     assert f"orders-sink task 0 RUNNING→FAILED on {THIS_WORKER}: org.example.Boom: bad" in changes
     assert entries[-1]["level"] == "ERROR"
     assert "RuntimeError: with a\ntraceback" in entries[-1]["exception"]
+
+
+def test_malformed_request_warnings_are_throttled() -> None:
+    throttle = RepeatThrottle(interval=60)
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, "x", 1, message, None, None)
+
+    first = record(RepeatThrottle.MESSAGE)
+    assert throttle.filter(first)
+    assert not any(throttle.filter(record(RepeatThrottle.MESSAGE)) for _ in range(100))
+    assert throttle.filter(record("Started server process"))
