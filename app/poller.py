@@ -92,7 +92,14 @@ class Poller:
                     group.create_task(self._client.fetch_server_info()) if want_info else None
                 )
         except ExceptionGroup as errors:  # the first failure cancels the other requests
-            failure = _failure_from(errors.exceptions)
+            # The connector listing's failure first: the same cause reads the same way every time.
+            listing = (
+                statuses_task.exception()
+                if statuses_task.done() and not statuses_task.cancelled()
+                else None
+            )
+            first = (listing,) if listing is not None else ()
+            failure = _failure_from(first + tuple(e for e in errors.exceptions if e is not listing))
             return self._record_failure(started, failure)
         statuses = statuses_task.result()
         health = health_task.result() if health_task is not None else WorkerHealth("unchecked")

@@ -44,7 +44,13 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def serve_fake(fake: FakeConnect) -> Iterator[str]:
     """Serve ``fake`` on 127.0.0.1; yields its base URL; stops the server on exit."""
-    handler = type("Handler", (_Handler,), {"fake": fake})
+    with serve_handler(type("Handler", (_Handler,), {"fake": fake})) as url:
+        yield url
+
+
+@contextmanager
+def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 in a thread; yields the base URL; stops it on exit."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

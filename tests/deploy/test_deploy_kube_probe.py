@@ -6,16 +6,16 @@ GET, kube-probe User-Agent, Connection: close, 1 s timeout, at most 10 KiB of bo
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from tests.deploy.fakeconnect import FakeConnectServer
 from tests.deploy.kubeprobe import MAX_BODY_BYTES, ProbeResult, probe
+from tests.fake_server import serve_handler
 from tests.processes import RunningSidecar, run_sidecar
 
 FAST = {"CONNECT_PROBE_POLL_INTERVAL": "0.2", "CONNECT_PROBE_TIMEOUT": "1", "POD_IP": "127.0.0.1"}
@@ -139,16 +139,8 @@ class _Quirky(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def quirky() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Quirky)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_handler(_Quirky) as url:
+        yield url
 
 
 def test_emulator_sends_kubelet_headers(quirky: str) -> None:
