@@ -8,7 +8,7 @@ import httpx
 
 from app.connect import ConnectClient, build_http_client
 from app.identity import detect_identity, explicit_identity
-from app.main import build_monitor_and_poller
+from app.main import PollObserver, build_monitor_and_poller
 from app.monitor import Monitor
 from app.poller import Poller
 from app.settings import Settings
@@ -50,7 +50,11 @@ class Sidecar:
                 self.settings.connect_port(), self.settings.pod_ip, self._host_names or ()
             )
         self.monitor, self.poller = build_monitor_and_poller(
-            self.settings, ConnectClient(self._http, self.settings), identity, self.clock
+            self.settings,
+            ConnectClient(self._http, self.settings),
+            identity,
+            self.clock,
+            observers=self.observers(),
         )
         return self
 
@@ -62,6 +66,10 @@ class Sidecar:
     ) -> None:
         assert self._http is not None
         await self._http.aclose()
+
+    def observers(self) -> tuple[PollObserver, ...]:
+        """More per-poll observers, wired as the app wires them (see tests/test_metrics.py)."""
+        return ()
 
     async def poll(self) -> None:
         await self.poller.poll_once()

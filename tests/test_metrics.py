@@ -5,10 +5,8 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -16,15 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from app.connect import ConnectClient, build_http_client
-from app.identity import explicit_identity
-from app.main import build_monitor_and_poller, create_app
+from app.main import PollObserver, create_app
 from app.metrics import POLL_ERROR_REASONS, STATE_ORDER, Metrics, StateCollector
-from app.monitor import Monitor
-from app.poller import Poller
 from app.settings import Settings
 from tests.fakes import FakeClock, FakeConnect, status
-from tests.sidecar import OTHER_WORKER, THIS_WORKER
+from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar
 
 pytestmark = pytest.mark.anyio
 
@@ -61,45 +55,19 @@ class Scrape:
         return {name for name, _ in self.samples}
 
 
-class Scraped:
+class Scraped(Sidecar):
     """A sidecar wired as in the app (metrics chained on the poller), polled and scraped by hand."""
 
     def __init__(self, fake: FakeConnect, clock: FakeClock | None = None, **overrides: Any) -> None:
-        values: dict[str, Any] = {"connect_url": "http://connect.local:8083"}
-        values["worker_id"] = THIS_WORKER
-        values.update(overrides)
-        self.fake = fake
-        self.clock = clock or FakeClock()
-        self.settings = Settings(**values)
-        self.monitor: Monitor | None = None
-        self.metrics = Metrics(self.settings, self.clock, lambda: self.monitor)
-        self._http: httpx.AsyncClient | None = None
-        self.poller: Poller
+        super().__init__(fake, clock, **overrides)
+        self.metrics = Metrics(self.settings, self.clock, lambda: getattr(self, "monitor", None))
 
-    async def __aenter__(self) -> Self:
-        self._http = build_http_client(self.settings, self.fake.transport())
-        assert self.settings.worker_id is not None
-        self.monitor, self.poller = build_monitor_and_poller(
-            self.settings,
-            ConnectClient(self._http, self.settings),
-            explicit_identity(self.settings.worker_id),
-            self.clock,
-            observers=(self.metrics.observe_poll,),
-        )
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._http is not None
-        await self._http.aclose()
+    def observers(self) -> tuple[PollObserver, ...]:
+        return (self.metrics.observe_poll,)
 
     async def poll(self, advance: float = 5.0) -> None:
         self.clock.advance(advance)
-        await self.poller.poll_once()
+        await super().poll()
 
     async def scrape(self) -> Scrape:
         return Scrape((await self.metrics.render()).decode())
