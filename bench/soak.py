@@ -43,11 +43,13 @@ from typing import Any
 
 import httpx
 import msgspec
+from pydantic import ValidationError
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from app.schemas import ProbeBody  # noqa: E402
 from tests.faulty_connect import (  # noqa: E402 - the repository root must be on sys.path first
     FAULTS,
     ODD_NAMES,
@@ -119,21 +121,6 @@ class Stats:
             self.error_samples.append(f"{kind}: {detail[:300]}")
 
 
-class ProbeBody(msgspec.Struct, forbid_unknown_fields=True):
-    """The documented /ready and /live body (app.schemas.ProbeBody)."""
-
-    probe: str
-    ok: bool
-    summary: str
-    scope: str
-    worker_id: str | None
-    last_success: str | None
-    counts: dict[str, int]
-    omitted: int
-    reasons: list[dict[str, Any]]
-
-
-_probe_decoder = msgspec.json.Decoder(ProbeBody)
 PATHS = ("/ready",) * 70 + ("/live",) * 25 + ("/healthz",) * 4 + ("/status",)
 
 
@@ -145,14 +132,14 @@ def check(path: str, response: httpx.Response, stats: Stats) -> None:
             stats.error(f"{path} {status}", response.text)
             return
         try:
-            body = _probe_decoder.decode(response.content)
-        except msgspec.MsgspecError as exc:
+            body = ProbeBody.model_validate_json(response.content)
+        except ValidationError as exc:
             stats.error(f"{path} bad body", f"{exc}: {response.text}")
             return
         if body.ok != (status == 200) or (status == 503 and not body.reasons):
             stats.error(f"{path} inconsistent", response.text)
         elif status == 503:
-            stats.reasons[f"{path} {body.reasons[0].get('code')}"] += 1
+            stats.reasons[f"{path} {body.reasons[0].code}"] += 1
         elif len(response.content) > 10 * 1024:
             stats.error(f"{path} body over 10 KiB", str(len(response.content)))
     elif status != 200:
