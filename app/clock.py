@@ -1,5 +1,6 @@
 """Time, injectable: the poller and the verdicts read it only through a ``Clock``."""
 
+import asyncio
 import time
 from typing import Protocol
 
@@ -11,6 +12,10 @@ class Clock(Protocol):
 
     def wall(self) -> float: ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
+        ...
+
 
 class SystemClock:
     """The real clocks."""
@@ -20,3 +25,6 @@ class SystemClock:
 
     def wall(self) -> float:
         return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

@@ -17,6 +17,7 @@ response-size cap. Failures are raised as one tree::
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import ssl
@@ -28,12 +29,20 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
+from app.decoding import (
+    TraceKeeper,
+    decode_entries,
+    decode_listing,
+    decode_status,
+    describe_error,
+)
+from app.memory import container_memory_limit, response_cap
 from app.models import (
     ConnectorStatus,
-    ExpandedEntry,
     HealthBody,
+    MalformedStatus,
     ServerInfo,
-    Snapshot,
+    Statuses,
     WorkerHealth,
 )
 from app.settings import Settings
@@ -57,7 +66,9 @@ EXPAND_STATUS: Final = (("expand", "status"),)
 RESTART_FAILED_WITH_TASKS: Final = (("includeTasks", "true"), ("onlyFailed", "true"))
 T = TypeVar("T")
 PREPARED_REQUESTS: Final = 16
-StatusesResult = tuple[dict[str, ConnectorStatus], bool, tuple[str, ...]]
+# Entries decoded between two chances for probes to run; bodies hashed in a thread above this.
+DECODE_BATCH: Final = 100
+THREAD_DIGEST_BYTES: Final = 1024 * 1024
 # Largest body read from GET / and GET /health (each a few hundred bytes in practice).
 SMALL_RESPONSE_BYTES: Final = 1024 * 1024
 
@@ -118,9 +129,6 @@ class RawResponse:
     location: str | None
 
 
-_LegacyOrExpanded = dict[str, ExpandedEntry] | list[str]
-_expanded_decoder = msgspec.json.Decoder(_LegacyOrExpanded)
-_status_decoder = msgspec.json.Decoder(ConnectorStatus)
 _health_decoder = msgspec.json.Decoder(HealthBody)
 _server_info_decoder = msgspec.json.Decoder(ServerInfo)
 
@@ -176,11 +184,6 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def _describe_decode_error(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 class ConnectClient:
     """The reads a poll needs, each returning parsed models or raising a ``ConnectError``."""
 
@@ -201,8 +204,9 @@ class ConnectClient:
         self.renewals = 0
         self._requests: dict[tuple[str, str, tuple[tuple[str, str], ...]], httpx.Request] = {}
         self._timeout = settings.timeout
-        self._max_bytes = settings.max_response_bytes
+        self._max_bytes, _ = response_cap(settings.max_response_bytes, container_memory_limit())
         self._concurrency = settings.status_concurrency
+        self._expose_traces = settings.expose_traces
 
     async def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> RawResponse:
         """GET ``path`` within the deadline, reading at most ``max_response_bytes``."""
@@ -345,52 +349,59 @@ class ConnectClient:
             )
         raise ConnectHTTPError(f"GET {path} answered {status}{_error_detail(raw)}", status)
 
-    async def fetch_statuses(self) -> StatusesResult:
-        """All connectors' statuses: ``(by name, legacy_api, listed_without_status)``."""
+    async def fetch_statuses(self) -> Statuses:
+        """All connectors' statuses, decoded and malformed."""
         _, result = await self.fetch_statuses_if_changed(None)
         assert result is not None
         return result
 
     async def fetch_statuses_if_changed(
         self, known_digest: bytes | None
-    ) -> tuple[bytes | None, StatusesResult | None]:
+    ) -> tuple[bytes | None, Statuses | None]:
         """``(digest, statuses)``, or ``(digest, None)`` when the answer is byte-for-byte the one
         whose digest the caller already holds (nothing parsed, nothing kept here).
 
         One ``GET /connectors?expand=status`` on Connect ≥ 2.3. Older workers ignore ``expand``
         and answer the plain name list; then each status is fetched with bounded concurrency
-        (and no digest: the answer is assembled from many).
+        (and no digest: the answer is assembled from many). An entry that does not decode is
+        reported in ``Statuses.malformed``; only an answer that is not a listing fails the poll.
         """
         path = "/connectors"
         raw = await self.get(path, EXPAND_STATUS)
         self.raise_for_status(path, raw)
-        digest = hashlib.blake2b(raw.body, digest_size=16).digest()
+        digest = await _digest(raw.body)
         if digest == known_digest:
             return digest, None
-        decoded = self._decode(path, raw, _expanded_decoder)
-        del raw  # the body (MBs at 10,000 connectors) is not needed past decoding
-        if isinstance(decoded, dict):
-            return digest, ({name: entry.status for name, entry in decoded.items()}, False, ())
-        return None, await self._fetch_each(decoded)
+        listing = self._decode(path, raw, decode_listing)
+        del raw  # the entries are views into the body: it goes once they are decoded
+        if isinstance(listing, dict):
+            statuses = await _decode_in_batches(listing, TraceKeeper(self._expose_traces))
+            del listing
+            return digest, statuses
+        return None, await self._fetch_each(listing)
 
-    async def _fetch_each(self, names: list[str]) -> StatusesResult:
+    async def _fetch_each(self, names: list[str]) -> Statuses:
         limiter = asyncio.Semaphore(self._concurrency)
+        keeper = TraceKeeper(self._expose_traces)
 
-        async def one(name: str) -> ConnectorStatus | None:
+        async def one(name: str) -> ConnectorStatus | MalformedStatus | None:
             path = f"/connectors/{path_segment(name)}/status"
             async with limiter:
                 raw = await self.get(path)
             if raw.status_code == 404 and _is_json(raw):
                 return None  # listed, but its worker has not written a status yet
             self.raise_for_status(path, raw)
-            return self._decode(path, raw, _status_decoder)
+            return decode_status(raw.body, keeper)
 
         results = await asyncio.gather(*(one(name) for name in names))
-        statuses = {
-            name: status for name, status in zip(names, results, strict=True) if status is not None
-        }
-        missing = tuple(name for name, status in zip(names, results, strict=True) if status is None)
-        return statuses, True, missing
+        connectors: dict[str, ConnectorStatus] = {}
+        malformed: dict[str, MalformedStatus] = {}
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, ConnectorStatus):
+                connectors[name] = result
+            elif isinstance(result, MalformedStatus):
+                malformed[name] = result
+        return Statuses(connectors, malformed, legacy_api=True)
 
     async def fetch_health(self) -> WorkerHealth:
         """``GET /health``; a JSON 404 means the worker predates 3.9."""
@@ -412,8 +423,7 @@ class ConnectClient:
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             if raw.status_code == 200:
                 raise ConnectBadResponse(
-                    "GET /health answered 200 with an unexpected body: "
-                    + _describe_decode_error(exc)
+                    "GET /health answered 200 with an unexpected body: " + describe_error(exc)
                 ) from None
             raise ConnectHTTPError(
                 f"GET /health answered {raw.status_code}{_error_detail(raw)}", raw.status_code
@@ -477,19 +487,42 @@ class ConnectClient:
         raise ConnectHTTPError(f"POST {path} answered {status}{_error_detail(raw)}", status)
 
     @staticmethod
-    def _decode(path: str, raw: RawResponse, decoder: msgspec.json.Decoder[T]) -> T:
+    def _decode(path: str, raw: RawResponse, decode: Callable[[bytes | bytearray], T]) -> T:
         try:
-            return decoder.decode(raw.body)
+            return decode(raw.body)
         except msgspec.ValidationError as exc:
             raise ConnectBadResponse(
-                f"GET {path} answered JSON of an unexpected shape: {_describe_decode_error(exc)}"
+                f"GET {path} answered JSON of an unexpected shape: {describe_error(exc)}"
             ) from None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             content_type = raw.content_type or "no content type"
             raise ConnectBadResponse(
                 f"GET {path} answered something that is not JSON ({content_type}): "
-                + _describe_decode_error(exc)
+                + describe_error(exc)
             ) from None
+
+
+async def _digest(body: bytes | bytearray) -> bytes:
+    """blake2b of the body; a large one hashed in a thread (hashlib releases the GIL), so
+    probes are answered meanwhile."""
+    if len(body) < THREAD_DIGEST_BYTES:
+        return hashlib.blake2b(body, digest_size=16).digest()
+    return await asyncio.to_thread(lambda: hashlib.blake2b(body, digest_size=16).digest())
+
+
+async def _decode_in_batches(listing: dict[str, msgspec.Raw], keeper: TraceKeeper) -> Statuses:
+    """Decode the entries a batch at a time, letting queued probes through in between: a
+    60 MB answer decoded in one go would hold every probe for its whole duration."""
+    connectors: dict[str, ConnectorStatus] = {}
+    malformed: dict[str, MalformedStatus] = {}
+    entries = iter(listing.items())
+    while batch := dict(itertools.islice(entries, DECODE_BATCH)):
+        decoded, bad = decode_entries(batch, keeper)
+        connectors.update(decoded)
+        malformed.update(bad)
+        del batch
+        await asyncio.sleep(0)
+    return Statuses(connectors, malformed)
 
 
 def path_segment(name: str) -> str:
@@ -551,11 +584,3 @@ def supports_restart_plan(version: str | None) -> bool:
     if re.search(r"-(ccs|ce)\b", version):
         return major >= 7
     return (major, minor) >= (3, 0)
-
-
-def snapshot_from(statuses: StatusesResult, health: WorkerHealth) -> Snapshot:
-    """Bundle one poll's reads."""
-    connectors, legacy, missing = statuses
-    return Snapshot(
-        connectors=connectors, health=health, legacy_api=legacy, statuses_missing=missing
-    )

@@ -16,6 +16,8 @@ from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.httpdate import date_headers
+
 # The request line plus all headers; kubelet's probe heads are ~100 bytes.
 MAX_HEAD_BYTES: Final = 16 * 1024
 # Seconds a connection may take to deliver a complete request head.
@@ -24,14 +26,18 @@ HEAD_TIMEOUT: Final = 10.0
 logger = logging.getLogger("uvicorn.error")
 
 
-def _refusal(status: int, reason: str, message: str) -> bytes:
+def _refusal(status: int, reason: str, message: str) -> tuple[bytes, bytes]:
+    """The answer's status line and the rest (headers after Date, and the body)."""
     body = message.encode("ascii")
     return (
-        f"HTTP/1.1 {status} {reason}\r\n"
-        "content-type: text/plain; charset=utf-8\r\n"
-        f"content-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
-    ).encode("ascii") + body
+        f"HTTP/1.1 {status} {reason}\r\n".encode("ascii"),
+        (
+            "content-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        ).encode("ascii")
+        + body,
+    )
 
 
 _URI_TOO_LONG: Final = _refusal(
@@ -79,7 +85,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_bytes = None
         self._cancel_head_timer()
+        # Every answer to this request starts with these (app/httpdate: no timer needed).
+        self.server_state.default_headers = date_headers()
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self.server_state.default_headers = date_headers()
+        super().send_400_response(msg)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -87,12 +99,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes, self._line_bytes = 0, None
             self._arm_head_timer()
 
-    def _refuse(self, answer: bytes) -> None:
+    def _refuse(self, answer: tuple[bytes, bytes]) -> None:
         self._head_bytes = None
         self._cancel_head_timer()
         if not self.transport.is_closing():
             logger.debug("refused an oversized request head (more than %d bytes)", MAX_HEAD_BYTES)
-            self.transport.write(answer)
+            line, rest = answer
+            dates = b"".join(name + b": " + value + b"\r\n" for name, value in date_headers())
+            self.transport.write(line + dates + rest)
             self.transport.close()
 
     def _arm_head_timer(self) -> None:

@@ -15,10 +15,10 @@ from app.clock import Clock, SystemClock
 from app.connect import ConnectClient, build_http_client
 from app.fastpath import ProbeFastPath
 from app.identity import Identity, detect_identity, explicit_identity, local_host_names
-from app.memory import trimmer
+from app.memory import container_memory_limit, response_cap, trimmer
 from app.metrics import Metrics
 from app.monitor import Monitor
-from app.poller import Poller
+from app.poller import Poller, PollObserver
 from app.pollstate import PollState
 from app.restart import Restarter
 from app.settings import Settings
@@ -53,9 +53,6 @@ async def resolve_identity(settings: Settings) -> Identity:
     return detect_identity(settings.connect_port(), settings.pod_ip, names)
 
 
-PollObserver = Callable[[PollState, list[Change]], None]
-
-
 def build_monitor_and_poller(
     settings: Settings,
     client: ConnectClient,
@@ -76,23 +73,10 @@ def build_monitor_and_poller(
         health_recheck_interval=settings.health_recheck_interval,
         required=settings.required_connectors,
         quiet_states=settings.ready_states,
-        on_poll=_chained(monitor.on_poll, *observers),
+        observers=(monitor.on_poll, *observers),
         after_poll=restarter.after_poll if restarter is not None else None,
     )
     return monitor, poller
-
-
-def _chained(first: PollObserver, *others: PollObserver) -> PollObserver:
-    """One ``on_poll`` calling the monitor first, then e.g. the metrics, in order."""
-    if not others:
-        return first
-
-    def on_poll(state: PollState, changes: list[Change]) -> None:
-        first(state, changes)
-        for observer in others:
-            observer(state, changes)
-
-    return on_poll
 
 
 def create_app(
@@ -122,12 +106,16 @@ def create_app(
             )
             runtime.monitor, runtime.poller = monitor, poller
             runtime.task = asyncio.create_task(poller.run(), name="connect-poller")
+            runtime.task.add_done_callback(_report_end)
             logger.info(
                 "watching %s every %gs, scope=%s, worker id %s",
                 settings.connect_url,
                 settings.poll_interval,
                 settings.scope,
                 settings.worker_id or f"auto-detected from {len(identity.ordered)} candidates",
+            )
+            logger.info(
+                "%s", response_cap(settings.max_response_bytes, container_memory_limit())[1]
             )
             if settings.auto_restart:
                 logger.info(
@@ -170,6 +158,14 @@ def create_app(
     return app
 
 
+def _report_end(task: "asyncio.Task[None]") -> None:
+    """The supervised loop never returns; if the task ends anyway, say so (/healthz fails)."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    logger.error("the poll task ended%s", "" if error is None else ":", exc_info=error)
+
+
 def _trim_after_change() -> PollObserver:
     """Return freed heap to the system after a poll that replaced the snapshot (app.memory)."""
     trim = trimmer()
@@ -193,9 +189,17 @@ def _loop_alive(
             return False, "the poll loop has not started"
         if task.done():
             return False, "the poll loop has stopped"
-        quiet = clock.monotonic() - poller.last_loop_activity
+        now = clock.monotonic()
+        crashed = ""
+        if poller.crash is not None:
+            crash = poller.crash
+            crashed = (
+                f"; it failed {crash.count} time(s) and was restarted, last {now - crash.at:.0f}s "
+                f"ago: {crash.error}"
+            )
+        quiet = now - poller.last_loop_activity
         if quiet > allowed:
-            return False, f"the poll loop has not completed a poll for {quiet:.0f}s"
-        return True, f"the poll loop is running ({poller.state.polls} polls)"
+            return False, f"the poll loop has not completed a poll for {quiet:.0f}s{crashed}"
+        return True, f"the poll loop is running ({poller.state.polls} polls){crashed}"
 
     return check

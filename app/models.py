@@ -1,9 +1,9 @@
 """What we read from Kafka Connect: typed, compact, immutable.
 
-The status structs mirror ``ConnectorStateInfo`` (see ``shared/notes/connect-rest-api.md`` §2.2) and
-are decoded straight from the response bytes by msgspec: strict types (a task id ``"0"`` or a
-``null`` worker_id is a malformed answer, not something to guess about), unknown fields such as
-4.1's ``version`` ignored, and no intermediate dicts — 10,000 connectors stay a few MB.
+The status structs mirror Connect's ``ConnectorStateInfo`` and are decoded straight from the
+response bytes by msgspec, one connector at a time: strict types (a task id ``"0"`` or a ``null``
+worker_id makes that connector's entry malformed, not something to guess about), unknown fields
+such as 4.1's ``version`` ignored, and no intermediate dicts — 10,000 connectors stay a few MB.
 """
 
 from dataclasses import dataclass, field
@@ -75,10 +75,35 @@ class WorkerHealth:
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One successful poll: every connector's status (cluster-wide) and the worker's health."""
+class MalformedStatus:
+    """A connector whose status entry could not be decoded: judged as its own problem.
+
+    ``worker_ids`` are the worker ids that could still be read from the entry (as strings), so
+    the entry is in this worker's scope, another worker's, or (empty) nobody's for sure.
+    """
+
+    error: str
+    worker_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Statuses:
+    """One read of every connector's status: the decoded ones and the malformed ones."""
 
     connectors: dict[str, ConnectorStatus]
-    health: WorkerHealth
+    malformed: dict[str, MalformedStatus] = field(default_factory=dict)
     legacy_api: bool = False  # the worker ignored ?expand=status (Connect < 2.3)
-    statuses_missing: tuple[str, ...] = field(default=())  # listed, but no status yet
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One successful poll: every connector's status count, the malformed entries and health.
+
+    The statuses themselves live in ``PollState.tracked`` (with since-when); this keeps what
+    only the poll knows.
+    """
+
+    connector_count: int
+    health: WorkerHealth
+    malformed: dict[str, MalformedStatus] = field(default_factory=dict)
+    legacy_api: bool = False

@@ -7,11 +7,13 @@ probe or per poll.
 """
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from app import __version__
 from app.clock import Clock
+from app.decoding import first_line
 from app.identity import Identity
 from app.logs import safe
 from app.pollstate import PollState
@@ -19,10 +21,23 @@ from app.render import matched_worker_ids, probe_body, status_page
 from app.restart import Restarter
 from app.settings import Settings
 from app.tracking import Change
-from app.verdict import Reason, Rules, Verdict, evaluate_live, evaluate_ready, first_line, iso
+from app.verdict import Reason, Rules, Verdict, evaluate_live, evaluate_ready, iso
 
 logger = logging.getLogger("app.verdict")
 changes_logger = logging.getLogger("app.changes")
+
+# Objects logged one by one per poll; beyond this a mass change is one summary line plus these.
+LOGGED_CHANGES = 5
+
+
+def _what(change: Change) -> str:
+    return f"{safe(change.connector)}" + (
+        f" task {change.task}" if change.task is not None else " connector"
+    )
+
+
+def _state_text(state: str | None, absent: str) -> str:
+    return safe(state, 40) if state else absent  # Connect's text too
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +119,10 @@ class Monitor:
         self.answer("live")
 
     def _log_changes(self, changes: list[Change]) -> None:
+        """One line per changed object; on a mass change, a summary plus the first few."""
         rules = self._rules
+        shown: list[Change] = []
+        moves: Counter[tuple[str, str]] = Counter()
         for change in changes:
             if not rules.selector.selected(change.connector):
                 continue
@@ -114,26 +132,36 @@ class Monitor:
             # Appearances are news only when not fine.
             if change.old_state is None and change.new_state in rules.ready_states:
                 continue
-            what = f"{safe(change.connector)}" + (
-                f" task {change.task}" if change.task is not None else " connector"
-            )
-            old = safe(change.old_state, 40) if change.old_state else "(new)"  # Connect's text too
-            new = safe(change.new_state, 40) if change.new_state else "(gone)"
-            if old == new:
+            if change.old_state == change.new_state:
                 changes_logger.debug(
                     "%s %s moved %s -> %s",
-                    what,
-                    new,
+                    _what(change),
+                    safe(change.new_state, 40),
                     safe(change.old_worker),
                     safe(change.new_worker),
                 )
                 continue
+            moves[
+                (_state_text(change.old_state, "(new)"), _state_text(change.new_state, "(gone)"))
+            ] += 1
+            if len(shown) < LOGGED_CHANGES:
+                shown.append(change)
+        total = sum(moves.values())
+        if total > LOGGED_CHANGES:
+            changes_logger.warning(
+                "%d connector/task state changes in one poll: %s; the first %d follow, "
+                "all are in /status",
+                total,
+                ", ".join(f"{count} {old}→{new}" for (old, new), count in moves.most_common(10)),
+                len(shown),
+            )
+        for change in shown:
             trace = first_line(change.trace)
             changes_logger.info(
                 "%s %s→%s on %s%s",
-                what,
-                old,
-                new,
+                _what(change),
+                _state_text(change.old_state, "(new)"),
+                _state_text(change.new_state, "(gone)"),
                 safe(change.new_worker or change.old_worker),
                 f": {safe(trace)}" if trace else "",
             )

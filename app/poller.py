@@ -8,16 +8,32 @@ they read the latest published state.
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from app.clock import Clock
-from app.connect import ConnectClient, ConnectError, StatusesResult, snapshot_from
+from app.connect import ConnectClient, ConnectError
 from app.logs import safe
-from app.models import ServerInfo, Snapshot, WorkerHealth
+from app.models import ServerInfo, Snapshot, Statuses, WorkerHealth
 from app.pollstate import PollFailure, PollState
 from app.tracking import Change, StateTracker
 
 logger = logging.getLogger(__name__)
+
+PollObserver = Callable[[PollState, list[Change]], None]
+# After the poll loop itself failed: wait this long before running it again, doubling up to the
+# cap while it keeps failing (a bug that fails on the same data must not spin the CPU).
+CRASH_BACKOFF_FIRST = 1.0
+CRASH_BACKOFF_MAX = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoopCrash:
+    """The poll loop failed and was started again (see ``Poller.run``)."""
+
+    count: int
+    at: float  # monotonic
+    error: str
 
 
 class Poller:
@@ -32,7 +48,7 @@ class Poller:
         health_recheck_interval: float,
         required: tuple[str, ...] = (),
         quiet_states: tuple[str, ...] = (),
-        on_poll: Callable[[PollState, list[Change]], None] | None = None,
+        observers: Sequence[PollObserver] = (),
         after_poll: Callable[[PollState], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
@@ -40,21 +56,42 @@ class Poller:
         self._interval = poll_interval
         self._health_recheck = health_recheck_interval
         self._tracker = StateTracker(required, quiet_states)
-        self._on_poll = on_poll
+        self._observers = tuple(observers)  # called in order after each poll, each guarded
         self._after_poll = after_poll  # e.g. auto-restart: runs in this loop, never in a probe
         self._health_unsupported_until: float | None = None
         # Digest of the last expand=status answer folded into the published state.
         self._statuses_digest: bytes | None = None
         self.state = PollState(started=clock.monotonic())
         self.last_loop_activity = self.state.started
+        self.crash: LoopCrash | None = None
+        self._failing_observers: set[int] = set()
 
     async def run(self) -> None:
-        """Poll every ``poll_interval`` (start to start) until cancelled; polls never overlap."""
+        """Poll every ``poll_interval`` (start to start) until cancelled; polls never overlap.
+
+        Supervised: nothing a poll does should raise, but if the loop fails anyway it is logged
+        with its traceback and started again after a backoff, rather than ending silently (the
+        sidecar stays up: its /ready turns stale and /healthz names the crash).
+        """
+        backoff = CRASH_BACKOFF_FIRST
+        while True:
+            try:
+                await self._loop()
+            except Exception as exc:
+                count = self.crash.count + 1 if self.crash is not None else 1
+                self.crash = LoopCrash(count, self._clock.monotonic(), _describe(exc))
+                logger.exception(
+                    "the poll loop failed (%d so far); running it again in %gs", count, backoff
+                )
+                await self._clock.sleep(backoff)
+                backoff = min(backoff * 2, CRASH_BACKOFF_MAX)
+
+    async def _loop(self) -> None:
         while True:
             started = self._clock.monotonic()
             await self.cycle()
             self.last_loop_activity = self._clock.monotonic()
-            await asyncio.sleep(max(0.0, started + self._interval - self._clock.monotonic()))
+            await self._clock.sleep(max(0.0, started + self._interval - self._clock.monotonic()))
 
     async def cycle(self) -> PollState:
         """One loop iteration: a poll, then (after a successful one) the ``after_poll`` actions.
@@ -80,30 +117,24 @@ class Poller:
         previous = self.state
         check_health = self._health_due(started)
         want_info = previous.server_info is None or previous.failure is not None
-        try:
-            async with asyncio.TaskGroup() as group:
-                statuses_task = group.create_task(
-                    self._client.fetch_statuses_if_changed(self._statuses_digest)
-                )
-                health_task = (
-                    group.create_task(self._client.fetch_health()) if check_health else None
-                )
-                info_task = (
-                    group.create_task(self._client.fetch_server_info()) if want_info else None
-                )
-        except ExceptionGroup as errors:  # the first failure cancels the other requests
+        # Every request runs to its own end (each has the TIMEOUT deadline): cancelling the others
+        # when one fails (a 401, a 500) would cut their connections short and cost a new
+        # connection pool at every poll (see ConnectClient._renew_if_interrupted).
+        statuses, health, info = await asyncio.gather(
+            self._client.fetch_statuses_if_changed(self._statuses_digest),
+            self._client.fetch_health() if check_health else _unchecked(),
+            self._client.fetch_server_info() if want_info else _no_info(),
+            return_exceptions=True,
+        )
+        errors = tuple(
+            result for result in (statuses, health, info) if isinstance(result, BaseException)
+        )
+        if errors:
             # The connector listing's failure first: the same cause reads the same way every time.
-            listing = (
-                statuses_task.exception()
-                if statuses_task.done() and not statuses_task.cancelled()
-                else None
-            )
-            first = (listing,) if listing is not None else ()
-            failure = _failure_from(first + tuple(e for e in errors.exceptions if e is not listing))
-            return self._record_failure(started, failure)
-        statuses = statuses_task.result()
-        health = health_task.result() if health_task is not None else WorkerHealth("unchecked")
-        info = info_task.result() if info_task is not None else None
+            return self._record_failure(started, _failure_from(errors))
+        assert not isinstance(statuses, BaseException)
+        assert isinstance(health, WorkerHealth)
+        assert not isinstance(info, BaseException)
         # Decoding a large answer just held the loop; let queued probes through before tracking.
         await asyncio.sleep(0)
         return self._record_success(started, statuses, health, info or previous.server_info)
@@ -113,17 +144,23 @@ class Poller:
         previous = self.state
         trouble_since = previous.live_trouble_since
         connect_started = previous.connect_started
+        rearmed = previous.startup_rearmed
         went_away = failure.code == "connect_unreachable" and (
             previous.failure is None or previous.failure.code != "connect_unreachable"
         )
-        if went_away and previous.polls > 0:
+        # STARTUP_GRACE applies again when a worker that answered goes away (its container
+        # restarted, possibly because of /live), but once per stretch of trouble: a worker
+        # flapping between refusing and failing otherwise would never be judged.
+        if went_away and previous.polls > 0 and not rearmed:
             connect_started = started
+            rearmed = True
             if previous.last_success is not None:
                 logger.info("Connect stopped answering; STARTUP_GRACE applies again from now")
         if failure.live:
             trouble_since = started if trouble_since is None else trouble_since
         else:
             trouble_since = None  # Connect answered: restarting it would not help
+            rearmed = False
         state = dataclasses.replace(
             previous,
             generation=previous.generation + 1,
@@ -134,6 +171,7 @@ class Poller:
             live_trouble_since=trouble_since,
             live_trouble=failure.message if failure.live else None,
             connect_started=connect_started,
+            startup_rearmed=rearmed,
         )
         if previous.failure is None or previous.failure.code != failure.code:
             logger.warning("poll failed: %s", safe(failure.message))  # may quote Connect
@@ -142,7 +180,7 @@ class Poller:
     def _record_success(
         self,
         started: float,
-        fetched: tuple[bytes | None, StatusesResult | None],
+        fetched: tuple[bytes | None, Statuses | None],
         health: WorkerHealth,
         info: ServerInfo | None,
     ) -> PollState:
@@ -164,12 +202,21 @@ class Poller:
             changes: list[Change] = []
         else:
             assert statuses is not None
-            connectors, legacy, missing = statuses
-            changes = self._tracker.update(connectors, now)
-            # Publish the tracker's structs: where a connector did not change they are the old
-            # ones, so the freshly decoded duplicates die with this poll (half the memory).
-            current = {name: entry.status for name, entry in self._tracker.objects.items()}
-            snapshot = snapshot_from((current, legacy, missing), health)
+            changes = self._tracker.update(
+                statuses.connectors, now, also_present=statuses.malformed.keys()
+            )
+            self._log_malformed(previous.snapshot, statuses)
+            snapshot = Snapshot(
+                len(statuses.connectors) + len(statuses.malformed),
+                health,
+                statuses.malformed,
+                statuses.legacy_api,
+            )
+            del statuses  # the tracker keeps what lasts; the decoded duplicates die here
+            if not self._tracker.changed and snapshot == previous.snapshot:
+                # A different answer that says the same (a trace's later lines, key order):
+                # publish the same view, so nothing is judged or rendered again.
+                snapshot = previous.snapshot
         self._statuses_digest = digest
 
         troubled = health.kind in ("unhealthy", "timeout")
@@ -190,15 +237,60 @@ class Poller:
             failure=None,
             live_trouble_since=trouble_since,
             live_trouble=health.message if troubled else None,
+            startup_rearmed=previous.startup_rearmed if troubled else False,
             server_info=info,
         )
         return self._publish(state, changes)
 
+    @staticmethod
+    def _log_malformed(previous: Snapshot | None, statuses: Statuses) -> None:
+        """One line when the set of malformed entries changes, naming the first few."""
+        before = previous.malformed.keys() if previous is not None else set()
+        new = [name for name in statuses.malformed if name not in before]
+        if not new:
+            return
+        first = new[0]
+        logger.warning(
+            "%d connector status entr%s could not be decoded (judged as malformed, the others "
+            "normally), e.g. %s: %s",
+            len(new),
+            "y" if len(new) == 1 else "ies",
+            safe(first),
+            safe(statuses.malformed[first].error),
+        )
+
     def _publish(self, state: PollState, changes: list[Change]) -> PollState:
         self.state = state
-        if self._on_poll is not None:
-            self._on_poll(state, changes)
+        for index, observer in enumerate(self._observers):
+            try:
+                observer(state, changes)
+            except Exception:  # one observer's bug must not stop the others or the loop
+                if index not in self._failing_observers:  # once per streak, with the traceback
+                    self._failing_observers.add(index)
+                    logger.exception("a poll observer failed: %s", _name_of(observer))
+            else:
+                if index in self._failing_observers:
+                    self._failing_observers.discard(index)
+                    logger.info("the poll observer %s works again", _name_of(observer))
         return state
+
+
+def _describe(exc: BaseException) -> str:
+    """Type and message, cut short (for /healthz; the log line has the traceback)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _name_of(observer: PollObserver) -> str:
+    return getattr(observer, "__qualname__", None) or type(observer).__name__
+
+
+async def _unchecked() -> WorkerHealth:
+    return WorkerHealth("unchecked")
+
+
+async def _no_info() -> ServerInfo | None:
+    return None
 
 
 def _failure_from(errors: tuple[BaseException, ...]) -> PollFailure:

@@ -37,5 +37,8 @@ class PollState:
     # STARTUP_GRACE counts from here, so a worker restarted by the liveness probe is not killed
     # again while it scans its plug-ins.
     connect_started: float | None = None
+    # STARTUP_GRACE was applied again during the current stretch of liveness trouble: it is not
+    # applied again until the trouble clears (a flapping worker must still be judged).
+    startup_rearmed: bool = False
     live_trouble: str | None = None
     server_info: ServerInfo | None = None

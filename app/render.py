@@ -5,13 +5,16 @@ from typing import Any
 
 import msgspec
 
+from app.decoding import first_line
 from app.identity import Identity
 from app.pollstate import PollState
 from app.settings import Settings
-from app.verdict import Reason, Rules, Verdict, first_line, iso
+from app.verdict import Reason, Rules, Verdict, iso
 
 # The kubelet reads at most 10 KiB of a probe body; stay far below whatever the reasons are.
 PROBE_BODY_BUDGET = 8 * 1024
+# Malformed entries listed by name in /status (all are counted).
+MALFORMED_SHOWN = 100
 
 _encoder = msgspec.json.Encoder()
 
@@ -175,9 +178,20 @@ def status_page(
             if snapshot
             else None,
             "legacy_api": snapshot.legacy_api if snapshot else None,
-            "connectors_total": len(snapshot.connectors) if snapshot else None,
+            "connectors_total": snapshot.connector_count if snapshot else None,
         },
         "connectors": connectors,
+        # Entries that did not decode: each judged on its own (reason status_malformed when in
+        # scope); ``worker_ids`` empty means nobody's for sure, so no probe fails for it.
+        "malformed": {
+            "count": len(snapshot.malformed) if snapshot else 0,
+            "entries": {
+                name: {"error": entry.error, "worker_ids": list(entry.worker_ids)}
+                for name, entry in sorted(snapshot.malformed.items())[:MALFORMED_SHOWN]
+            }
+            if snapshot
+            else {},
+        },
         "missing_required": {name: when(since) for name, since in state.missing_since.items()},
         "auto_restart": auto_restart if auto_restart is not None else {"enabled": False},
         "settings": settings.public_view(),

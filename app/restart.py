@@ -193,6 +193,8 @@ class Restarter:
         """Create entries for new failures; forget connectors that were deleted or recovered."""
         for name in [name for name in self._entries if name not in tracked]:
             del self._entries[name]  # deleted: a connector re-created later starts afresh
+        for key in [key for key in self._counts if key[0] not in tracked]:
+            del self._counts[key]  # its restarts_total series ends with it (bounded memory)
         for name, target in self._targets.items():
             entry = self._entries.setdefault(name, Entry())
             entry.healthy_since = None

@@ -2,8 +2,10 @@
 
 Stock uvicorn wakes every 0.1 s to refresh its Date header and look for a shutdown request; on
 these machines that alone costs ~2 ms CPU per second, more than the exec probe we replace. Here the
-main loop sleeps until a signal arrives. The price: responses carry no Date header (kubelet
-ignores it), because refreshing it needs exactly that timer.
+main loop sleeps until a signal arrives, and the Date header is computed when a request arrives
+instead (app/httpdate, set by app/httpguard). ``LeanServer`` overrides uvicorn internals
+(``main_loop``, ``handle_exit``) and app/httpguard subclasses its httptools protocol: the uvicorn
+version range in pyproject.toml is the one these were tested with.
 """
 
 import asyncio

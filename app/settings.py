@@ -95,10 +95,12 @@ class Settings(BaseSettings):
         description="Whole-request deadline for each Connect request, seconds. Above 10 s so "
         "that /health's own 10 s budget can answer 503/500 with a reason.",
     )
-    max_response_bytes: int = Field(
-        64 * 1024 * 1024,
+    max_response_bytes: int | None = Field(
+        None,
         gt=0,
-        description="Largest Connect response body read; a bigger one fails that poll.",
+        description="Largest Connect response body read; a bigger one fails that poll. "
+        "Default: derived from the container's memory limit (cgroup) so that peak memory stays "
+        "within 75% of it, at most 64 MiB (67108864).",
     )
     status_concurrency: int = Field(
         8,
@@ -311,15 +313,28 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.timeout >= self.max_age:
+        # A poll starts every POLL_INTERVAL and may take up to TIMEOUT: two successes can be
+        # POLL_INTERVAL + TIMEOUT apart, and readiness would flap "stale" in between.
+        if self.poll_interval + self.timeout >= self.max_age:
             raise ValueError(
-                f"CONNECT_PROBE_TIMEOUT ({self.timeout:g}) must be less than "
-                f"CONNECT_PROBE_MAX_AGE ({self.max_age:g})"
+                f"CONNECT_PROBE_MAX_AGE ({self.max_age:g}) must be greater than "
+                f"CONNECT_PROBE_POLL_INTERVAL + CONNECT_PROBE_TIMEOUT "
+                f"({self.poll_interval:g} + {self.timeout:g} = "
+                f"{self.poll_interval + self.timeout:g}): two successful polls can be that far "
+                "apart, and readiness would fail as stale in between"
             )
-        if self.poll_interval >= self.max_age:
+        if self.connect_url.startswith("http://") and (
+            self.ca_file is not None or self.cert_file is not None or not self.verify
+        ):
             raise ValueError(
-                f"CONNECT_PROBE_POLL_INTERVAL ({self.poll_interval:g}) must be less than "
-                f"CONNECT_PROBE_MAX_AGE ({self.max_age:g}), or every snapshot would be stale"
+                "CONNECT_PROBE_CA_FILE, CONNECT_PROBE_CERT_FILE and CONNECT_PROBE_VERIFY apply to "
+                "https only, but CONNECT_PROBE_CONNECT_URL is http://"
+            )
+        if self._polls_itself():
+            raise ValueError(
+                f"CONNECT_PROBE_PORT ({self.port}) is the port of CONNECT_PROBE_CONNECT_URL on "
+                "this host: the sidecar would poll itself (Connect listens on another port, "
+                "usually 8083)"
             )
         if self.password is not None and self.password_file is not None:
             raise ValueError(
@@ -340,6 +355,12 @@ class Settings(BaseSettings):
                 "CONNECT_PROBE_READY_STATES and CONNECT_PROBE_LIVE_FAIL_STATES overlap"
             )
         return self
+
+    def _polls_itself(self) -> bool:
+        parts = urlsplit(self.connect_url)
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        default_port = 443 if parts.scheme == "https" else 80
+        return local and (parts.port or default_port) == self.port
 
     # --- derived values ---------------------------------------------------------------------
     def resolved_password(self) -> str | None:

@@ -5,7 +5,7 @@ current ``(state, worker_id)``. Times are monotonic seconds; "since" means "obse
 object already UNASSIGNED when the sidecar starts gets a fresh grace period.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from app.models import ConnectorStatus
@@ -79,20 +79,35 @@ class StateTracker:
     def __init__(self, required: Iterable[str] = (), quiet_states: Iterable[str] = ()) -> None:
         self.objects: dict[str, Tracked] = {}
         self.missing_since: dict[str, float] = {}
+        # False after an update where every connector was the same as before: then the caller
+        # may keep publishing the previous view (and skip judging it again).
+        self.changed = True
         self._required = tuple(required)
         # A new connector whose objects are all in these states is not news (10,000 connectors
         # appearing at start-up would otherwise mean 50,000 change records nobody logs).
         self._quiet = frozenset(quiet_states)
 
-    def update(self, connectors: Mapping[str, ConnectorStatus], now: float) -> list[Change]:
-        """Fold one poll in; returns what changed (appearances included)."""
+    def update(
+        self,
+        connectors: Mapping[str, ConnectorStatus],
+        now: float,
+        *,
+        also_present: Collection[str] = (),
+    ) -> list[Change]:
+        """Fold one poll in; returns what changed (appearances included).
+
+        ``also_present``: connectors listed with a malformed status; they exist, so a required
+        one among them is not missing.
+        """
         changes: list[Change] = []
         previous = self.objects
         current: dict[str, Tracked] = {}
+        reused = 0
         for name, status in connectors.items():
             old = previous.get(name)
             if old is not None and old.status == status:
                 current[name] = old
+                reused += 1
                 continue
             current[name] = self._track(old, status, now)
             if old is None and self._all_quiet(status):
@@ -102,9 +117,11 @@ class StateTracker:
             if name not in connectors:
                 conn = gone.status.connector
                 changes.append(Change(name, None, conn.state, None, conn.worker_id, None, None))
-        self.objects = current
+        self.changed = not (reused == len(previous) == len(current))
+        if self.changed:
+            self.objects = current
         for name in self._required:
-            if name in connectors:
+            if name in connectors or name in also_present:
                 self.missing_since.pop(name, None)
             else:
                 self.missing_since.setdefault(name, now)

@@ -10,7 +10,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from app.decoding import first_line
 from app.identity import Identity
+from app.models import MalformedStatus
 from app.pollstate import PollState
 from app.selection import ConnectorSelector
 from app.settings import MaxUnhealthy, Settings
@@ -126,6 +128,19 @@ class Rules:
                         )
         return by_state, others
 
+    def malformed_in_scope(self, malformed: Mapping[str, MalformedStatus]) -> list[str]:
+        """Selected connectors whose entry did not decode and that belong to this scope.
+
+        Cluster scope owns them all; worker scope those with one of this worker's ids among the
+        ids still readable. Unknown owner: not in scope (shown in /status, judged by nobody).
+        """
+        return [
+            name
+            for name, entry in malformed.items()
+            if self.selector.selected(name)
+            and (self.scope == "cluster" or any(self.in_scope(w) for w in entry.worker_ids))
+        ]
+
     def scoped_objects(self, tracked: Mapping[str, Tracked]) -> Iterator[ObjectView]:
         """Selected connector instances and tasks in scope."""
         for name, entry in tracked.items():
@@ -140,14 +155,6 @@ class Rules:
             for task, since in zip(status.tasks, entry.task_since, strict=True):
                 if self.in_scope(task.worker_id):
                     yield ObjectView(name, task.id, task.state, task.worker_id, since, task.trace)
-
-
-def first_line(trace: str | None, limit: int = 300) -> str | None:
-    """Probe bodies carry only a trace's first line: traces can hold host names and data."""
-    if not trace:
-        return None
-    line = trace.strip().split("\n", 1)[0].strip()
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def iso(monotonic_time: float, wall_offset: float) -> str:
@@ -195,6 +202,17 @@ def _object_reason(obj: ObjectView, wall_offset: float, note: str = "") -> Reaso
         worker_id=short(obj.worker_id, 80),
         since=iso(obj.since, wall_offset),
         trace=first_line(obj.trace),
+    )
+
+
+def _malformed_reason(name: str, entry: MalformedStatus) -> Reason:
+    owner = f" (worker {short(entry.worker_ids[0], 80)})" if entry.worker_ids else ""
+    return Reason(
+        code="status_malformed",
+        message=f"connector {short(name)!r}{owner} has a status entry that could not be "
+        f"decoded: {entry.error}",
+        connector=short(name, 200),
+        worker_id=short(entry.worker_ids[0], 80) if entry.worker_ids else None,
     )
 
 
@@ -263,7 +281,8 @@ def evaluate_ready(
     unhealthy: list[Ranked] = []
     pending = 0
     by_state, not_ready = rules.census(state.tracked)
-    in_scope = sum(by_state.values())
+    malformed = rules.malformed_in_scope(state.snapshot.malformed) if state.snapshot else []
+    in_scope = sum(by_state.values()) + len(malformed)
     for view in not_ready:
         if view.state in rules.transient_states:
             deadline = view.since + rules.transient_grace
@@ -274,12 +293,20 @@ def evaluate_ready(
         unhealthy.append(_ranked(view))
 
     reasons: list[Reason] = [
-        _object_reason(item[3], wall_offset, _failed_note(item[3], notes))
-        for item in heapq.nsmallest(DETAILED_REASONS, unhealthy, key=lambda item: item[:3])
+        _malformed_reason(name, state.snapshot.malformed[name])
+        for name in sorted(malformed)[:DETAILED_REASONS]
+        if state.snapshot is not None
     ]
-    omitted = len(unhealthy) - len(reasons)
+    reasons += [
+        _object_reason(item[3], wall_offset, _failed_note(item[3], notes))
+        for item in heapq.nsmallest(
+            DETAILED_REASONS - len(reasons), unhealthy, key=lambda item: item[:3]
+        )
+    ]
+    unhealthy_count = len(unhealthy) + len(malformed)
+    omitted = unhealthy_count - len(reasons)
     allowed = rules.max_unhealthy.allowed(in_scope)
-    objects_ok = len(unhealthy) <= allowed
+    objects_ok = unhealthy_count <= allowed
 
     missing: list[Reason] = []
     for name in rules.required:
@@ -302,7 +329,7 @@ def evaluate_ready(
 
     counts = {
         "in_scope": in_scope,
-        "unhealthy": len(unhealthy),
+        "unhealthy": unhealthy_count,
         "pending": pending,
         "allowed_unhealthy": allowed,
         **{f"state_{name}": count for name, count in sorted(by_state.items())[:20]},
@@ -310,9 +337,9 @@ def evaluate_ready(
     ok = objects_ok and not missing
     if ok:
         summary = f"ready: {in_scope} connector instances and tasks in scope"
-        if unhealthy:
+        if unhealthy_count:
             summary += (
-                f", {len(unhealthy)} unhealthy tolerated (MAX_UNHEALTHY {rules.max_unhealthy})"
+                f", {unhealthy_count} unhealthy tolerated (MAX_UNHEALTHY {rules.max_unhealthy})"
             )
         if pending:
             summary += f", {pending} in a transient state within TRANSIENT_GRACE"
@@ -321,7 +348,7 @@ def evaluate_ready(
     parts = []
     if not objects_ok:
         parts.append(
-            f"{len(unhealthy)} of {in_scope} connector instances and tasks in scope "
+            f"{unhealthy_count} of {in_scope} connector instances and tasks in scope "
             f"are not ready (allowed: {allowed})"
         )
     if missing:

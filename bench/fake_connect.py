@@ -54,7 +54,12 @@ def connector_name(i: int) -> str:
 class Catalogue:
     """All response bodies, rendered once."""
 
-    def __init__(self, n: int, t: int, workers: list[str], failed: int) -> None:
+    def __init__(
+        self, n: int, t: int, workers: list[str], failed: int, trace_bytes: int = 0
+    ) -> None:
+        """``trace_bytes`` > 0: every task FAILED with a stack trace of about that size (a mass
+        failure); its last line differs between the two renderings ``--vary`` alternates."""
+        self.trace_bytes = trace_bytes
         self.names = [connector_name(i) for i in range(n)]
         self.status: dict[str, dict[str, Any]] = {}
         self.info: dict[str, dict[str, Any]] = {}
@@ -70,6 +75,9 @@ class Catalogue:
                 if i < failed and j == 0:
                     task["state"] = "FAILED"
                     task["trace"] = "org.apache.kafka.connect.errors.ConnectException: boom\n"
+                if trace_bytes:
+                    task["state"] = "FAILED"
+                    task["trace"] = _long_trace(i, j, trace_bytes)
                 tasks.append(task)
             self.status[name] = {
                 "name": name,
@@ -107,8 +115,24 @@ class Catalogue:
                     member["status"] = self.status[name]
                 out[name] = _reverse_keys(member) if alternate else member
             body = _dumps(out)
+            if alternate and self.trace_bytes:
+                body = body.replace(RENDER_MARK[0], RENDER_MARK[1])
             self._expand[key] = body
         return body
+
+
+RENDER_MARK = (b"(rendering 0)", b"(rendering 1)")
+
+
+def _long_trace(i: int, j: int, size: int) -> str:
+    """A Java-like trace of about ``size`` characters ending in a rendering mark."""
+    head = (
+        f"org.apache.kafka.connect.errors.ConnectException: java.sql.SQLException: "
+        f"connection to db-{i % 7}.example:5432 refused (task {j})\n"
+    )
+    frame = "\tat org.example.sink.JdbcSinkTask.put(JdbcSinkTask.java:123)\n"
+    frames = frame * max(0, (size - len(head)) // len(frame))
+    return head + frames + "\t... 42 more " + RENDER_MARK[0].decode()
 
 
 def _reverse_keys(value: Any) -> Any:
@@ -295,7 +319,7 @@ class ConnectProtocol(asyncio.Protocol):
 
 async def serve(args: argparse.Namespace) -> None:
     workers = [w.strip() for w in args.worker_ids.split(",") if w.strip()]
-    catalogue = Catalogue(args.connectors, args.tasks, workers, args.failed)
+    catalogue = Catalogue(args.connectors, args.tasks, workers, args.failed, args.trace_bytes)
     state = State(catalogue, args.latency, args.vary)
     # Render the expand bodies the poller will ask for before accepting connections.
     catalogue.expand_body(True, False, False)
@@ -327,6 +351,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated worker ids; connector i runs on worker i %% W, task j on (i+j) %% W",
     )
     p.add_argument("--failed", type=int, default=0, help="first K connectors get task 0 FAILED")
+    p.add_argument(
+        "--trace-bytes",
+        type=int,
+        default=0,
+        help="mass failure: every task FAILED with a trace of about this many bytes",
+    )
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     p.add_argument("--vary", action="store_true", help="alternate two renderings of the map")
     return p.parse_args(argv)

@@ -44,11 +44,11 @@ FAULTS: Final[Mapping[str, str]] = {
     "redirect_loop": "connect_bad_response",
     "empty_200": "connect_bad_response",
     "html_200": "connect_bad_response",
-    "missing_fields": "connect_bad_response",
-    "null_worker_id": "connect_bad_response",
-    "numbers_as_strings": "connect_bad_response",
+    # One bad entry (owned by this worker) is that connector's problem, not a failed poll.
+    "null_worker_id": "status_malformed",
+    "numbers_as_strings": "status_malformed",
     "list_where_map": "connect_bad_response",
-    "map_where_list": "connect_bad_response",
+    "map_where_list": "status_malformed",
     "deep_nesting": "connect_bad_response",
     "invalid_utf8": "connect_bad_response",
     "huge_declared": "connect_bad_response",
@@ -64,7 +64,6 @@ FAULTS: Final[Mapping[str, str]] = {
 # Faults that concern only GET /connectors: /, /health (and per-connector statuses) stay good.
 _CONNECTORS_ONLY: Final = frozenset(
     {
-        "missing_fields",
         "null_worker_id",
         "numbers_as_strings",
         "list_where_map",
@@ -156,10 +155,9 @@ _HTML_500 = (
 )
 
 _BAD_SHAPES: Final[Mapping[str, bytes]] = {
-    "missing_fields": b'{"orders": {"status": {"connector": {"state": "RUNNING"}}}}',
     "null_worker_id": (
         b'{"orders": {"status": {"connector": {"state": "RUNNING", "worker_id": null},'
-        b' "tasks": []}}}'
+        b' "tasks": [{"id": 0, "state": "RUNNING", "worker_id": "10.0.0.1:8083"}]}}}'
     ),
     "numbers_as_strings": (
         b'{"orders": {"status": {"connector": {"state": "RUNNING", "worker_id": "10.0.0.1:8083"},'

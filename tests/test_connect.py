@@ -94,7 +94,7 @@ async def test_unchanged_answers_are_parsed_once() -> None:
         new_digest, changed = await client.fetch_statuses_if_changed(digest)
         assert new_digest != digest
         assert changed is not None
-        assert changed[0]["orders-sink"].tasks[0].state == "FAILED"
+        assert changed.connectors["orders-sink"].tasks[0].state == "FAILED"
 
 
 def test_https_client_with_verification_off_builds() -> None:

@@ -2,6 +2,7 @@
 
 import signal
 import time
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,10 @@ def test_real_server_answers_probes_from_a_real_connect(tmp_path: Path) -> None:
             assert ready.status_code == 200
             assert ready.headers["content-type"] == "application/json"
             assert ready.json()["ok"] is True
+            for path in ("/ready", "/live", "/status", "/metrics", "/healthz", "/nope"):
+                answer = httpx.get(f"{sidecar.url}{path}")
+                sent = parsedate_to_datetime(answer.headers["date"])  # RFC 9110 §6.6.1
+                assert abs(sent.timestamp() - time.time()) < 5, (path, answer.headers["date"])
             head = httpx.head(f"{sidecar.url}/ready")
             assert (head.status_code, head.content) == (200, b"")
             assert httpx.get(f"{sidecar.url}/live").status_code == 200
