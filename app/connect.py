@@ -30,6 +30,7 @@ import httpx
 import msgspec
 
 from app.decoding import (
+    Known,
     TraceKeeper,
     decode_entries,
     decode_listing,
@@ -356,7 +357,7 @@ class ConnectClient:
         return result
 
     async def fetch_statuses_if_changed(
-        self, known_digest: bytes | None
+        self, known_digest: bytes | None, known: Known | None = None
     ) -> tuple[bytes | None, Statuses | None]:
         """``(digest, statuses)``, or ``(digest, None)`` when the answer is byte-for-byte the one
         whose digest the caller already holds (nothing parsed, nothing kept here).
@@ -365,6 +366,7 @@ class ConnectClient:
         and answer the plain name list; then each status is fetched with bounded concurrency
         (and no digest: the answer is assembled from many). An entry that does not decode is
         reported in ``Statuses.malformed``; only an answer that is not a listing fails the poll.
+        ``known``: the statuses the caller holds, reused where equal (see ``decode_entries``).
         """
         path = "/connectors"
         raw = await self.get(path, EXPAND_STATUS)
@@ -375,7 +377,8 @@ class ConnectClient:
         listing = self._decode(path, raw, decode_listing)
         del raw  # the entries are views into the body: it goes once they are decoded
         if isinstance(listing, dict):
-            statuses = await _decode_in_batches(listing, TraceKeeper(self._expose_traces))
+            keeper = TraceKeeper(self._expose_traces)
+            statuses = await _decode_in_batches(listing, keeper, known)
             del listing
             return digest, statuses
         return None, await self._fetch_each(listing)
@@ -510,14 +513,18 @@ async def _digest(body: bytes | bytearray) -> bytes:
     return await asyncio.to_thread(lambda: hashlib.blake2b(body, digest_size=16).digest())
 
 
-async def _decode_in_batches(listing: dict[str, msgspec.Raw], keeper: TraceKeeper) -> Statuses:
+async def _decode_in_batches(
+    listing: dict[str, msgspec.Raw], keeper: TraceKeeper, known: Known | None
+) -> Statuses:
     """Decode the entries a batch at a time, letting queued probes through in between: a
     60 MB answer decoded in one go would hold every probe for its whole duration."""
     connectors: dict[str, ConnectorStatus] = {}
     malformed: dict[str, MalformedStatus] = {}
     entries = iter(listing.items())
     while batch := dict(itertools.islice(entries, DECODE_BATCH)):
-        decoded, bad = decode_entries(batch, keeper)
+        decoded, bad = (
+            decode_entries(batch, keeper, known) if known else decode_entries(batch, keeper)
+        )
         connectors.update(decoded)
         malformed.update(bad)
         del batch

@@ -9,7 +9,8 @@ EXPOSE_TRACES asks for more, and then within a fixed budget per poll. The body i
 decoded.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from sys import intern
 from typing import Any, Final
 
 import msgspec
@@ -67,19 +68,26 @@ class TraceKeeper:
         return first_line(trace) or ""
 
     def slim(self, status: ConnectorStatus) -> ConnectorStatus:
-        """``status`` with its traces cut; the same object when it carries none."""
+        """``status`` rebuilt compact: traces cut, and the few distinct states, worker ids and
+        types shared (``sys.intern``) instead of one copy per object per poll."""
         conn = status.connector
-        if conn.trace is None and all(task.trace is None for task in status.tasks):
-            return status
-        if conn.trace is not None:
-            conn = InstanceStatus(conn.state, conn.worker_id, self.keep(conn.trace))
-        tasks = tuple(
-            task
-            if task.trace is None
-            else TaskStatus(task.id, task.state, task.worker_id, self.keep(task.trace))
-            for task in status.tasks
+        return ConnectorStatus(
+            InstanceStatus(
+                intern(conn.state),
+                intern(conn.worker_id),
+                None if conn.trace is None else self.keep(conn.trace),
+            ),
+            tuple(
+                TaskStatus(
+                    task.id,
+                    intern(task.state),
+                    intern(task.worker_id),
+                    None if task.trace is None else self.keep(task.trace),
+                )
+                for task in status.tasks
+            ),
+            intern(status.type),
         )
-        return ConnectorStatus(conn, tasks, status.type)
 
 
 def decode_listing(body: bytes | bytearray) -> dict[str, msgspec.Raw] | list[str]:
@@ -92,20 +100,48 @@ def decode_listing(body: bytes | bytearray) -> dict[str, msgspec.Raw] | list[str
     return listing
 
 
+Known = Callable[[str], ConnectorStatus | None]
+
+
+def _nothing_known(name: str) -> None:
+    return None
+
+
 def decode_entries(
-    raw_entries: Mapping[str, msgspec.Raw], keeper: TraceKeeper
+    raw_entries: Mapping[str, msgspec.Raw], keeper: TraceKeeper, known: Known = _nothing_known
 ) -> tuple[dict[str, ConnectorStatus], dict[str, MalformedStatus]]:
-    """Each entry decoded on its own; a bad one lands in the second dict, not in an exception."""
+    """Each entry decoded on its own; a bad one lands in the second dict, not in an exception.
+
+    ``known(name)``: the status already held for ``name``; when the new one equals it, the held
+    object is returned and the fresh duplicate dies at once (never two full generations).
+    """
     connectors: dict[str, ConnectorStatus] = {}
     malformed: dict[str, MalformedStatus] = {}
     for name, raw in raw_entries.items():
         try:
-            connectors[name] = keeper.slim(_entry_decoder.decode(raw).status)
+            decoded = _entry_decoder.decode(raw).status
         except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError is a DecodeError
             malformed[name] = MalformedStatus(
                 describe_error(exc), tuple(_salvage_worker_ids(raw, ("status",)))
             )
+            continue
+        held = known(name)
+        if held is not None and _same(held, decoded):
+            connectors[name] = held
+        else:
+            connectors[name] = keeper.slim(decoded)
     return connectors, malformed
+
+
+def _same(held: ConnectorStatus, decoded: ConnectorStatus) -> bool:
+    """Equal once ``decoded``'s traces are cut like ``held``'s (traces compare by first line)."""
+    if held == decoded:
+        return True
+    return held == TraceKeeper(expose=False).slim(decoded) if _has_trace(held) else False
+
+
+def _has_trace(status: ConnectorStatus) -> bool:
+    return status.connector.trace is not None or any(t.trace is not None for t in status.tasks)
 
 
 def decode_status(

@@ -10,11 +10,12 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from app.clock import Clock
-from app.connect import ConnectClient, ConnectError
+from app.connect import ConnectClient, ConnectError, ConnectHTTPError
 from app.logs import safe
-from app.models import ServerInfo, Snapshot, Statuses, WorkerHealth
+from app.models import ConnectorStatus, ServerInfo, Snapshot, Statuses, WorkerHealth
 from app.pollstate import PollFailure, PollState
 from app.tracking import Change, StateTracker
 
@@ -108,6 +109,10 @@ class Poller:
                 logger.exception("after-poll action failed")
         return state
 
+    def _known_status(self, name: str) -> ConnectorStatus | None:
+        tracked = self._tracker.objects.get(name)
+        return tracked.status if tracked is not None else None
+
     def _health_due(self, now: float) -> bool:
         return self._health_unsupported_until is None or now >= self._health_unsupported_until
 
@@ -117,24 +122,24 @@ class Poller:
         previous = self.state
         check_health = self._health_due(started)
         want_info = previous.server_info is None or previous.failure is not None
-        # Every request runs to its own end (each has the TIMEOUT deadline): cancelling the others
-        # when one fails (a 401, a 500) would cut their connections short and cost a new
-        # connection pool at every poll (see ConnectClient._renew_if_interrupted).
-        statuses, health, info = await asyncio.gather(
-            self._client.fetch_statuses_if_changed(self._statuses_digest),
-            self._client.fetch_health() if check_health else _unchecked(),
-            self._client.fetch_server_info() if want_info else _no_info(),
-            return_exceptions=True,
+        statuses_task = asyncio.ensure_future(
+            self._client.fetch_statuses_if_changed(self._statuses_digest, self._known_status)
         )
-        errors = tuple(
-            result for result in (statuses, health, info) if isinstance(result, BaseException)
+        health_task = asyncio.ensure_future(
+            self._client.fetch_health() if check_health else _unchecked()
         )
+        info_task = asyncio.ensure_future(
+            self._client.fetch_server_info() if want_info else _no_info()
+        )
+        tasks = (statuses_task, health_task, info_task)
+        errors = await _gather_cutting_short_on_transport_failure(tasks)
         if errors:
             # The connector listing's failure first: the same cause reads the same way every time.
             return self._record_failure(started, _failure_from(errors))
-        assert not isinstance(statuses, BaseException)
+        statuses, health, info = (task.result() for task in tasks)
+        assert isinstance(statuses, tuple)
         assert isinstance(health, WorkerHealth)
-        assert not isinstance(info, BaseException)
+        assert info is None or isinstance(info, ServerInfo)
         # Decoding a large answer just held the loop; let queued probes through before tracking.
         await asyncio.sleep(0)
         return self._record_success(started, statuses, health, info or previous.server_info)
@@ -283,6 +288,32 @@ def _describe(exc: BaseException) -> str:
 
 def _name_of(observer: PollObserver) -> str:
     return getattr(observer, "__qualname__", None) or type(observer).__name__
+
+
+async def _gather_cutting_short_on_transport_failure(
+    tasks: tuple["asyncio.Future[Any]", ...],
+) -> tuple[BaseException, ...]:
+    """Wait for the poll's requests; their errors, the first task's first.
+
+    A request that fails at the transport (refused, reset, timed out, a bad body) cuts the
+    others short: the poll has failed and they would only hold the loop. A clean HTTP answer
+    (a 401, a 500) does not: cancelling the others would cut their connections and cost a new
+    connection pool at every poll (see ConnectClient._renew_if_interrupted).
+    """
+    pending: set[asyncio.Future[Any]] = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
+        if any(not isinstance(t.exception(), ConnectHTTPError) for t in failed):
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            break
+    return tuple(
+        error
+        for task in tasks
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None
+    )
 
 
 async def _unchecked() -> WorkerHealth:

@@ -223,7 +223,14 @@ class Procs:
 
 
 def start_fake(
-    procs: Procs, cfg: Config, n: int, t: int, *, vary: bool = False, label: str = ""
+    procs: Procs,
+    cfg: Config,
+    n: int,
+    t: int,
+    *,
+    vary: bool = False,
+    label: str = "",
+    trace_bytes: int = 0,
 ) -> Proc:
     argv = [
         str(cfg.python),
@@ -241,6 +248,8 @@ def start_fake(
     ]
     if vary:
         argv.append("--vary")
+    if trace_bytes:
+        argv += ["--trace-bytes", str(trace_bytes)]
     proc = procs.start(f"fake Connect N={n}x{t}", argv, {}, 0, f"fake-{label or n}")
     assert proc.popen.stdout is not None
     deadline = time.monotonic() + cfg.start_timeout
@@ -262,12 +271,15 @@ def start_bare(procs: Procs, cfg: Config) -> Proc:
     return procs.start("bare FastAPI app", argv, {}, port, "bare")
 
 
-def sidecar_env(cfg: Config, fake: Proc, port: int, poll_interval: float | None) -> dict[str, str]:
+def sidecar_env(
+    cfg: Config, fake: Proc, port: int, poll_interval: float | None, scope: str = "cluster"
+) -> dict[str, str]:
     env = {
         "CONNECT_PROBE_CONNECT_URL": f"http://{HOST}:{fake.port}",
         "CONNECT_PROBE_HOST": HOST,
         "CONNECT_PROBE_PORT": str(port),
-        "CONNECT_PROBE_SCOPE": "cluster",
+        "CONNECT_PROBE_SCOPE": scope,
+        "CONNECT_PROBE_WORKER_ID": "10.0.0.1:8083",
     }
     if poll_interval is not None:
         env["CONNECT_PROBE_POLL_INTERVAL"] = f"{poll_interval:g}"
@@ -275,9 +287,11 @@ def sidecar_env(cfg: Config, fake: Proc, port: int, poll_interval: float | None)
     return env
 
 
-def start_sidecar(procs: Procs, cfg: Config, fake: Proc, label: str) -> Proc:
+def start_sidecar(
+    procs: Procs, cfg: Config, fake: Proc, label: str, scope: str = "cluster"
+) -> Proc:
     port = free_port()
-    env = sidecar_env(cfg, fake, port, cfg.poll_interval)
+    env = sidecar_env(cfg, fake, port, cfg.poll_interval, scope)
     return procs.start("sidecar", [str(cfg.sidecar)], env, port, f"sidecar-{label}")
 
 
@@ -639,6 +653,70 @@ class Latencies:
     non_200: int
 
 
+MIB = 1024 * 1024
+
+
+@dataclass
+class Envelope:
+    """The mass-failure case (issue 11): every task FAILED with a long trace, answers at the
+    response cap and different at every poll; the sidecar's peak against its deploy/ limit."""
+
+    connectors: int
+    tasks: int
+    trace_bytes: int
+    body_bytes: int
+    peak_rss_kib: int
+    rss_after_kib: int
+    limit_mib: float
+    latencies: Latencies
+    log_lines: int
+
+
+def deploy_memory_limit_mib() -> float:
+    """The sidecar container's memory limit in deploy/base (the figure the envelope must fit)."""
+    import yaml  # a dev dependency, like the bench itself
+
+    path = ROOT / "deploy" / "base" / "statefulset.yaml"
+    for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        spec = doc["spec"]["template"]["spec"]
+        for container in spec.get("initContainers", []) + spec.get("containers", []):
+            if container["name"] == "connect-probe":
+                limit = str(container["resources"]["limits"]["memory"])
+                if not limit.endswith("Mi"):
+                    raise RuntimeError(f"sidecar memory limit {limit!r} is not in Mi")
+                return float(limit[:-2])
+    raise RuntimeError(f"no connect-probe container with a memory limit in {path}")
+
+
+def envelope_run(procs: Procs, cfg: Config) -> Envelope:
+    """Every task FAILED with ~10 KB traces, the answer just under the 64 MiB cap."""
+    n, t, trace = (20, 3, 1000) if cfg.smoke else (2000, 3, 10_700)
+    fake = start_fake(procs, cfg, n, t, vary=True, label="envelope", trace_bytes=trace)
+    try:
+        _, body = http_get(fake.port, "/connectors?expand=status", timeout=60)
+        side = start_sidecar(procs, cfg, fake, "envelope", scope="worker")
+        try:
+            wait_started(side, "/live", cfg.start_timeout)
+            latencies = latency_loop(cfg, side, fake, 2.0 if cfg.smoke else cfg.latency_window)
+            rss = rss_kb(side.pid)
+        finally:
+            procs.stop(side)
+        log_lines = len(side.log_path.read_text(encoding="utf-8", errors="replace").splitlines())
+    finally:
+        procs.stop(fake)
+    return Envelope(
+        n,
+        t,
+        trace,
+        len(body),
+        rss["VmHWM"],
+        rss["VmRSS"],
+        deploy_memory_limit_mib(),
+        latencies,
+        log_lines,
+    )
+
+
 @dataclass
 class Results:
     mode: str
@@ -651,6 +729,7 @@ class Results:
     idle: list[IdleWindow] = field(default_factory=list)
     latencies: Latencies | None = None
     poll_cpu: dict[str, float] = field(default_factory=dict)
+    envelope: Envelope | None = None
     commands: dict[str, str] = field(default_factory=dict)
     machine: dict[str, str] = field(default_factory=dict)
 
@@ -891,6 +970,11 @@ def run_bench(cfg: Config) -> Results:
             )
         )
         res.rss_kb["bare at end"] = rss_kb(bare.pid)
+
+        # --- the worst day: mass failure at the response cap (issue 11) -----------------------
+        log("mass failure at the response cap")
+        res.envelope = envelope_run(procs, cfg)
+        log(f"envelope: {res.envelope}")
     finally:
         res.commands = dict(procs.commands)
         procs.stop_all()
@@ -1068,6 +1152,30 @@ def targets(res: Results, cfg: Config) -> list[Target]:
             " ms",
         )
     )
+    env = res.envelope
+    if env is not None:
+        out.append(
+            Target(
+                "T6",
+                f"peak RSS, {env.connectors:,}x{env.tasks} tasks all FAILED with "
+                f"{env.trace_bytes / 1000:g} KB traces, {env.body_bytes / MIB:.1f} MiB answers "
+                f"changing every poll / the deploy/ memory limit ({env.limit_mib:g} Mi)",
+                env.peak_rss_kib / 1024 / env.limit_mib,
+                "<=",
+                0.75,
+                "x",
+            )
+        )
+        out.append(
+            Target(
+                "T7",
+                "worst /ready latency during those polls",
+                env.latencies.worst_during_poll_ms,
+                "<=",
+                100.0,
+                " ms",
+            )
+        )
     return out
 
 
@@ -1195,6 +1303,27 @@ def render(res: Results, cfg: Config) -> str:
             f"({_f(float(s['first_ok_s'] or 'nan') * 1e3, 0)} ms) |"
         )
     w("")
+
+    if res.envelope is not None:
+        env = res.envelope
+        w("## The worst day: mass failure at the response cap (T6, T7)\n")
+        w("| | |")
+        w("|---|---|")
+        w(f"| connectors x tasks, all FAILED | {env.connectors:,} x {env.tasks} |")
+        w(f"| answer size (differs at every poll) | {env.body_bytes:,} bytes |")
+        w(f"| sidecar peak RSS (VmHWM) | {env.peak_rss_kib / 1024:.1f} MiB |")
+        w(f"| sidecar RSS at the end | {env.rss_after_kib / 1024:.1f} MiB |")
+        w(
+            f"| deploy/ memory limit, 75 % of it | {env.limit_mib:g} Mi, "
+            f"{0.75 * env.limit_mib:g} Mi |"
+        )
+        w(
+            f"| /ready worst / worst during polls / p99 | {_f(env.latencies.worst_ms)} / "
+            f"{_f(env.latencies.worst_during_poll_ms)} / {_f(env.latencies.p99_ms)} ms "
+            f"({env.latencies.probes} probes, {env.latencies.polls} polls) |"
+        )
+        w(f"| sidecar log lines for the whole run | {env.log_lines} |")
+        w("")
 
     w("## Machine and versions\n")
     w("| | |")

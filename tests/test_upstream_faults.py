@@ -46,7 +46,9 @@ POLL_INTERVAL = 0.2
 TIMEOUT = 1.0  # the whole-request deadline: a silent or trickling Connect fails the poll after 1 s
 PROBE_BUDGET = 0.1  # seconds per probe, during any fault
 MIB = 1024 * 1024
-MAX_RESPONSE_BYTES = 64 * MIB  # the default
+# Set for this module's sidecar: reading the default 64 MiB cap takes ~1 s on a busy 2-core
+# machine, as long as TIMEOUT; the memory envelope at the default cap is `make bench`'s T6.
+MAX_RESPONSE_BYTES = 16 * MIB
 # Peak RSS while a fault lasts: the sidecar's own ~60 MiB plus at most one capped body and slack.
 PEAK_RSS_LIMIT = 160 * MIB
 GOOD = {f"sink-{index}": connector(f"sink-{index}", tasks=2) for index in range(3)}
@@ -269,6 +271,7 @@ def sidecar(
         "CONNECT_PROBE_WORKER_ID": THIS_WORKER,
         "CONNECT_PROBE_POLL_INTERVAL": str(POLL_INTERVAL),
         "CONNECT_PROBE_TIMEOUT": str(TIMEOUT),
+        "CONNECT_PROBE_MAX_RESPONSE_BYTES": str(MAX_RESPONSE_BYTES),
     }
     with run_sidecar(env, tmp_path_factory.mktemp("faults")) as running:
         for path in ("/ready", "/live", "/healthz", "/status", "/metrics") * 2:
@@ -337,7 +340,7 @@ def test_fault_is_a_503_with_its_reason_in_milliseconds_and_recovers(
 def test_the_200_mb_body_fails_the_poll_at_the_cap_with_memory_bounded(
     connect: FaultyConnect, sidecar: RunningSidecar, prober: Prober
 ) -> None:
-    """The connector listing (the one large endpoint) streamed without end: cut at 64 MiB."""
+    """The connector listing (the one large endpoint) streamed without end: cut at the cap."""
     pid = sidecar.process.pid
     prober.until(lambda r: r.status_code == 200, deadline=10)
     baseline = memory(pid)["VmRSS"]
