@@ -52,7 +52,7 @@ prometheus-tools: ## unpack promtool + prometheus from Debian's `prometheus` pac
 	fi
 	@$(PROMTOOL) --version 2>&1 | head -1
 
-deploy-render: ## render every kustomization under deploy/ into $(DEPLOY_OUT)/
+deploy-render: install-dev ## render every kustomization under deploy/ into $(DEPLOY_OUT)/, recipes into recipes/
 	@test -n "$(KUBECTL)" || { echo "deploy: kubectl not found. It renders the Kustomize manifests \
 	(kubectl kustomize); CI machines have it at /usr/bin/kubectl. Install it or set KUBECTL=/path." >&2; exit 1; }
 	@rm -rf $(DEPLOY_OUT) && mkdir -p $(DEPLOY_OUT)
@@ -61,6 +61,7 @@ deploy-render: ## render every kustomization under deploy/ into $(DEPLOY_OUT)/
 		$(KUBECTL) kustomize $$dir > $$out || exit 1; \
 		echo "rendered $$dir -> $$out"; \
 	done
+	@$(BIN)/python -m tests.deploy.recipes $(DEPLOY_OUT)/recipes
 
 deploy-alerts: install-dev prometheus-tools ## promtool: check the alerts and run their unit tests
 	$(BIN)/python -m tests.deploy.promrules $(PROMETHEUS_OUT)
@@ -85,6 +86,10 @@ deploy-check: install-dev deploy-tools deploy-render deploy-alerts ## lint the D
 				|| { echo "$$file: expected a native sidecar, which Kubernetes $$version lacks" >&2; exit 1; }; \
 		done; \
 		echo "native sidecar renders need Kubernetes > $$version: ok"; \
+	done
+	@for version in $(CLASSIC_KUBE_VERSIONS) $(KUBE_VERSIONS); do \
+		echo "kubernetes-validate --strict -k $$version $(DEPLOY_OUT)/recipes/*.yaml"; \
+		$(DEPLOY_TOOLS)/bin/kubernetes-validate --strict --quiet -k $$version $(DEPLOY_OUT)/recipes/*.yaml || exit 1; \
 	done
 	KUBECTL=$(KUBECTL) PROMTOOL=$(PROMTOOL) PROMETHEUS=$(PROMETHEUS) $(BIN)/pytest -q tests/deploy
 
