@@ -1,13 +1,13 @@
 """deploy/recipes/cfk: CFK's pod overlay holds what CFK accepts, a sidecar wired as the base's,
 and settings that parse. (``make deploy-check`` validates it as a Pod with kubernetes-validate.)"""
 
-
 from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
 from tests.deploy.manifests import (
     DEPLOY,
+    Manifest,
     is_sidecar,
     render,
     resolve_port,
@@ -17,7 +17,8 @@ from tests.deploy.recipes import CFK_CONNECT, cfk_overlay, cfk_pod
 from tests.deploy.test_deploy_manifests import environment, serves_get
 
 
-def overlay_sidecar() -> dict[str, object]:
+def overlay_sidecar() -> Manifest:
+    sidecar: Manifest
     (sidecar,) = cfk_overlay()["spec"]["template"]["spec"]["containers"]
     assert is_sidecar(sidecar)
     return sidecar
