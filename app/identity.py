@@ -64,14 +64,41 @@ def local_host_names() -> list[str]:
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# Strimzi advertises ``$(hostname -f | cut -d . -f1-4)``: ``<pod>.<service>.<namespace>.svc``.
+SERVICE_NAME_LABELS = 4
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def name_forms(host: str) -> list[str]:
+    """``host`` and the forms platforms advertise for it.
+
+    A pod FQDN ``connect-0.connect.ns.svc.cluster.local`` is advertised whole by Confluent for
+    Kubernetes and cut to its first four labels (``connect-0.connect.ns.svc``) by Strimzi, whatever
+    the cluster domain is. Addresses and short names are kept as they are.
+    """
+    host = host.strip().rstrip(".")
+    forms = [host]
+    labels = host.split(".")
+    if not _is_address(host) and len(labels) > SERVICE_NAME_LABELS:
+        forms.append(".".join(labels[:SERVICE_NAME_LABELS]))
+    return forms
 
 
 def detect_identity(port: int, pod_ip: str | None, host_names: Iterable[str]) -> Identity:
-    """Candidates, most specific first: POD_IP, host names and addresses, loopback names."""
+    """Candidates, most specific first: POD_IP, host names (whole and as platforms cut them) and
+    addresses, loopback names."""
     hosts: list[str] = []
     if pod_ip:
         hosts.append(pod_ip)
-    hosts.extend(host_names)
+    for name in host_names:
+        hosts.extend(name_forms(name))
     hosts.extend(LOOPBACK_NAMES)
     ids = _dedupe(format_worker_id(host, port) for host in hosts)
     return Identity(candidates=frozenset(ids), ordered=ids, explicit=False)

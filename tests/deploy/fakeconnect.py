@@ -2,7 +2,8 @@
 
 It answers what the sidecar polls (``GET /``, ``GET /health``, ``GET /connectors?expand=status``
 and ``GET /connectors/<name>/status``) with ``connectors`` connectors of ``tasks`` tasks each,
-all in ``state`` (RUNNING by default; FAILED ones carry a long stack trace) on ``worker_id``.
+all in ``state`` (RUNNING by default; FAILED ones carry a long stack trace) on ``worker_id``;
+``task_state``, if given, is the tasks' state instead.
 Used in-process by tests/deploy and as a script by ``make image-test`` and
 ``deploy/measure_sidecar.py``::
 
@@ -26,15 +27,17 @@ TRACE = "org.apache.kafka.connect.errors.ConnectException: fake failure\n" + "".
 )
 
 
-def connector_status(name: str, worker_id: str, tasks: int, state: str) -> dict[str, Any]:
-    def one(extra: dict[str, Any]) -> dict[str, Any]:
-        entry = {"state": state, "worker_id": worker_id, **extra}
-        return entry | ({"trace": TRACE} if state == "FAILED" else {})
+def connector_status(
+    name: str, worker_id: str, tasks: int, state: str, task_state: str | None = None
+) -> dict[str, Any]:
+    def one(entry_state: str, extra: dict[str, Any]) -> dict[str, Any]:
+        entry = {"state": entry_state, "worker_id": worker_id, **extra}
+        return entry | ({"trace": TRACE} if entry_state == "FAILED" else {})
 
     return {
         "name": name,
-        "connector": one({}),
-        "tasks": [one({"id": i}) for i in range(tasks)],
+        "connector": one(state, {}),
+        "tasks": [one(task_state or state, {"id": i}) for i in range(tasks)],
         "type": "source",
     }
 
@@ -50,12 +53,13 @@ class FakeConnectServer(ThreadingHTTPServer):
         tasks: int = 1,
         state: str = "RUNNING",
         churn: bool = False,
+        task_state: str | None = None,
     ) -> None:
         super().__init__(("127.0.0.1", port), FakeConnectHandler)
         self.worker_id = worker_id or f"127.0.0.1:{self.server_address[1]}"
         names = [CONNECTOR] if connectors == 1 else [f"{CONNECTOR}-{i}" for i in range(connectors)]
         self.statuses = {
-            name: connector_status(name, self.worker_id, tasks, state) for name in names
+            name: connector_status(name, self.worker_id, tasks, state, task_state) for name in names
         }
         self.expanded = json.dumps({name: {"status": s} for name, s in self.statuses.items()})
         # churn: every answer differs by a byte (same content), so no poll can skip the parse.

@@ -21,6 +21,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SIDECAR_IMAGE = "kafka-connect-probe"
+# Kustomizations with this in their path run the sidecar as an ordinary container (Kubernetes
+# < 1.29); all others as a native sidecar (an init container with restartPolicy: Always).
+CLASSIC = "classic-sidecar"
 PROBE_KINDS = ("startupProbe", "readinessProbe", "livenessProbe")
 # Stand-ins for values only the cluster knows, used to build Settings from a manifest.
 FIELD_REF_VALUES = {"status.podIP": "10.0.0.7", "status.hostIP": "10.0.0.1"}
@@ -177,3 +180,13 @@ def resolve_port(container: Manifest, port: int | str) -> int | None:
         if declared.get("name") == port:
             return int(declared["containerPort"])
     return None
+
+
+def sidecar_pods(docs: tuple[Manifest, ...]) -> list[tuple[PodTemplate, Manifest]]:
+    found = []
+    for pod in pod_templates(docs):
+        sidecars = [c for c in pod.all_containers() if is_sidecar(c)]
+        assert len(sidecars) <= 1, f"{pod.owner}: more than one kafka-connect-probe container"
+        if sidecars:
+            found.append((pod, sidecars[0]))
+    return found

@@ -19,17 +19,18 @@ from starlette.routing import Match
 from app.main import create_app
 from app.settings import ENV_PREFIX, Settings
 from tests.deploy.manifests import (
+    CLASSIC,
     Manifest,
     PodTemplate,
     container_env,
     find,
-    is_sidecar,
     kustomization_id,
     kustomizations,
     pod_templates,
     probes,
     render,
     resolve_port,
+    sidecar_pods,
 )
 
 KUSTOMIZATIONS = kustomizations()
@@ -81,16 +82,6 @@ def secret_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def sidecar_pods(docs: tuple[Manifest, ...]) -> list[tuple[PodTemplate, Manifest]]:
-    found = []
-    for pod in pod_templates(docs):
-        sidecars = [c for c in pod.all_containers() if is_sidecar(c)]
-        assert len(sidecars) <= 1, f"{pod.owner}: more than one kafka-connect-probe container"
-        if sidecars:
-            found.append((pod, sidecars[0]))
-    return found
-
-
 def sidecar_settings(
     docs: tuple[Manifest, ...], pod: PodTemplate, sidecar: Manifest, secret_file: Path
 ) -> Settings:
@@ -101,6 +92,26 @@ def sidecar_settings(
 
 def test_renders_a_workload_with_the_sidecar(kdir: Path) -> None:
     assert sidecar_pods(render(kdir)), f"{kdir}: no pod template runs {'kafka-connect-probe'}"
+
+
+def test_sidecar_is_native_unless_classic(kdir: Path) -> None:
+    """Native (an init container with restartPolicy Always, started before Connect once its
+    startupProbe passes) by default; an ordinary container in the classic-sidecar variant."""
+    for pod, sidecar in sidecar_pods(render(kdir)):
+        native = sidecar in pod.spec.get("initContainers", [])
+        if CLASSIC in str(kdir):
+            assert not native, f"{pod.owner}: the classic variant runs the sidecar as a container"
+            assert "restartPolicy" not in sidecar
+            continue
+        assert native, f"{pod.owner}: the sidecar is not a native sidecar"
+        assert sidecar.get("restartPolicy") == "Always", f"{pod.owner}: restartPolicy Always"
+        # Regular init containers before it would delay it and run to completion first.
+        assert pod.spec["initContainers"][0] is sidecar, f"{pod.owner}: sidecar first"
+        startup = sidecar.get("startupProbe", {}).get("httpGet", {})
+        assert startup.get("path") == "/healthz", f"{pod.owner}: startupProbe on /healthz"
+        assert resolve_port(sidecar, startup["port"]) in [
+            port["containerPort"] for port in sidecar.get("ports", [])
+        ]
 
 
 def test_connect_probe_variables_are_settings(kdir: Path) -> None:

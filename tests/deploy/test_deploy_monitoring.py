@@ -39,7 +39,7 @@ def test_service_selects_the_sidecar_port_of_every_pod(docs: tuple[Manifest, ...
     assert service["spec"]["publishNotReadyAddresses"] is True  # a NotReady worker matters most
     (template,) = pod_templates(docs)
     assert service["spec"]["selector"].items() <= template.labels.items()
-    (sidecar,) = [c for c in template.containers() if is_sidecar(c)]
+    (sidecar,) = [c for c in template.all_containers() if is_sidecar(c)]  # native or classic
     ports = {port["name"]: port["containerPort"] for port in sidecar["ports"]}
     for port in service["spec"]["ports"]:
         assert ports[port["targetPort"]] == port["port"]
