@@ -1,16 +1,17 @@
-"""HTTP routes. Probe handlers only read the monitor's cached answer: they never call Connect."""
+"""HTTP routes. Probe handlers only read the cached answers: they never call Connect."""
 
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+import msgspec
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.exposition import gzip_accepted
 
-from app.monitor import Monitor, ProbeAnswer, answer_probe
-from app.schemas import HealthzBody, ProbeBody, StatusBody
+from app.answers import AnswerCache, ProbeAnswer, answer_probe
+from app.wire import HealthzBody, json_response, openapi_components
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +21,26 @@ NO_STORE = {"Cache-Control": "no-store"}
 Handler = Callable[..., Awaitable[Response]]
 
 _PROBE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": ProbeBody, "description": "healthy"},
-    503: {"model": ProbeBody, "description": "unhealthy, with reasons"},
+    200: json_response("ProbeBody", "healthy"),
+    503: json_response("ProbeBody", "unhealthy, with reasons"),
 }
+_encoder = msgspec.json.Encoder()
+
+
+def install_openapi_components(app: FastAPI) -> None:
+    """Add the wire structs' schemas (app.wire) to the app's OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                openapi_components()
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _respond(answer: ProbeAnswer) -> Response:
@@ -30,11 +48,12 @@ def _respond(answer: ProbeAnswer) -> Response:
 
 
 def build_router(
-    monitor_source: Callable[[], Monitor | None],
-    loop_alive: Callable[[], tuple[bool, str]],
+    answers_source: Callable[[], AnswerCache | None],
+    loop_health: Callable[[], tuple[bool, str]],
+    status_page: Callable[[], bytes | None],
     metrics: Callable[[bool], Awaitable[bytes]] | None = None,
 ) -> APIRouter:
-    """Routes bound to the running app's monitor (set by the lifespan); ``/metrics`` if given."""
+    """Routes bound to the running app's answers (set by the lifespan); ``/metrics`` if given."""
     router = APIRouter()
 
     def get_and_head(path: str, **options: Any) -> Callable[[Handler], Handler]:
@@ -49,7 +68,7 @@ def build_router(
 
     def probe(name: str) -> Response:
         # Normally answered earlier by app.fastpath; kept so the schema and any mount still work.
-        return _respond(answer_probe(monitor_source(), name))
+        return _respond(answer_probe(answers_source(), name))
 
     @get_and_head(
         "/ready",
@@ -70,27 +89,27 @@ def build_router(
     @get_and_head(
         "/healthz",
         responses={
-            200: {"model": HealthzBody, "description": "the poll loop is alive"},
-            503: {"model": HealthzBody, "description": "the poll loop is dead or stuck"},
+            200: json_response("HealthzBody", "the poll loop is alive"),
+            503: json_response("HealthzBody", "the poll loop is dead or stuck"),
         },
         summary="The sidecar's own liveness, independent of Connect",
     )
     async def healthz() -> Response:
-        alive, message = loop_alive()
-        body = HealthzBody(ok=alive, message=message).model_dump_json().encode()
+        alive, message = loop_health()
+        body = _encoder.encode(HealthzBody(ok=alive, message=message))
         return Response(body, 200 if alive else 503, NO_STORE, JSON)
 
     @get_and_head(
         "/status",
-        responses={200: {"model": StatusBody, "description": "the full picture, for humans"}},
+        responses={200: {"description": "the full picture, for humans (a JSON object)"}},
         summary="Everything the sidecar knows: identity, connectors, verdicts, poll, settings",
     )
     async def status() -> Response:
-        monitor = monitor_source()
-        if monitor is None:
-            return Response(b'{"error":"not started"}', 200, NO_STORE, JSON)
         try:
-            return Response(monitor.status(), 200, NO_STORE, JSON)
+            page = status_page()
+            if page is None:
+                return Response(b'{"error":"not started"}', 200, NO_STORE, JSON)
+            return Response(page, 200, NO_STORE, JSON)
         except Exception as exc:  # /status is for humans debugging; it must always answer
             message = f"internal error rendering /status: {type(exc).__name__}"
             return Response(b'{"error":"' + message.encode() + b'"}', 200, NO_STORE, JSON)

@@ -17,12 +17,16 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from app import __version__
+from app.clock import SystemClock
 from app.connect import ConnectClient, build_http_client
+from app.core import build_core
 from app.logs import configure_logging
-from app.main import build_monitor_and_poller, create_app, resolve_identity
+from app.main import create_app, resolve_identity
 from app.settings import ENV_PREFIX, Settings
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_CONFIG = 0, 1, 2
+# Secrets have no flag: a command line is visible to every user of the machine (ps).
+ENV_ONLY = frozenset({"password"})
 PROG = "connect-probe"
 
 
@@ -43,9 +47,11 @@ def flag_name(field: str) -> str:
 
 def _settings_flags() -> argparse.ArgumentParser:
     """A parent parser with one flag per settings field; unset flags stay out of the namespace."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     group = parent.add_argument_group("settings (each also an environment variable)")
     for name, field in Settings.model_fields.items():
+        if name in ENV_ONLY:
+            continue
         default = field.default
         shown = "" if default in (None, (), "") or name == "password" else f", default {default}"
         if isinstance(default, tuple):
@@ -66,14 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Kubernetes readiness/liveness probes for a Kafka Connect worker.",
         parents=[flags],
+        # No prefix matching: "--password X" must not quietly become "--password-file X".
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", parents=[flags], help="serve the probes (the default)")
+    commands.add_parser(
+        "serve", parents=[flags], help="serve the probes (the default)", allow_abbrev=False
+    )
     check = commands.add_parser(
         "check",
         parents=[flags],
         help="poll once, print the verdict as JSON, exit 0 (ok), 1 (not ok) or 2 (bad config)",
+        allow_abbrev=False,
     )
     check.add_argument("probe", choices=("ready", "live"))
     return parser
@@ -114,19 +125,23 @@ async def check_once(settings: Settings, probe: str) -> tuple[bool, bytes]:
     """One poll and one verdict. With no history, grace periods that need time are not waited."""
     oneshot = settings.model_copy(update={"startup_grace": 0.0, "live_grace": 0.0})
     identity = await resolve_identity(oneshot)
-    from app.clock import SystemClock
-
     async with build_http_client(oneshot) as http:
-        monitor, poller = build_monitor_and_poller(
-            oneshot, ConnectClient(http, oneshot), identity, SystemClock()
-        )
-        await poller.poll_once()
-        answer = monitor.answer(probe)
+        core = build_core(oneshot, ConnectClient(http, oneshot), identity, SystemClock())
+        await core.poller.poll_once()
+        answer = core.answers.answer(probe)
     return answer.verdict.ok, answer.body
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
+    given = list(sys.argv[1:] if argv is None else argv)
+    if any(arg == "--password" or arg.startswith("--password=") for arg in given):
+        # Refused before argparse, whose error would echo the value.
+        sys.stderr.write(
+            f"{PROG}: --password is not accepted (a command line is visible to anyone running "
+            f"ps): set {env_name('password')} or {env_name('password_file')}\n"
+        )
+        return EXIT_CONFIG
+    args = vars(build_parser().parse_args(given))
     command = args.pop("command", None) or "serve"
     probe = args.pop("probe", None)
     try:

@@ -5,9 +5,9 @@ deadline (connect + headers + body, so a body trickled one byte at a time cannot
 response-size cap. Failures are raised as one tree::
 
     ConnectError                  (code, message; never carries credentials)
-    ├── ConnectUnreachable        refused, reset, DNS, TLS handshake   -> counts against liveness
-    ├── ConnectTimeout            no complete answer within TIMEOUT    -> counts against liveness
-    ├── ConnectHTTPError          unexpected status; 5xx counts against liveness
+    ├── ConnectUnreachable        refused, reset, DNS, TLS handshake
+    ├── ConnectTimeout            no complete answer within TIMEOUT
+    ├── ConnectHTTPError          unexpected status
     │   ├── ConnectAuthError      401/403: fix the credentials, restarting Connect won't help
     │   ├── ConnectStarting       Jetty's HTML 404 while Connect registers its resources
     │   └── ConnectConflict       409 on a write: a rebalance is in progress, try again later
@@ -47,6 +47,7 @@ from app.models import (
     WorkerHealth,
 )
 from app.settings import Settings
+from app.wire import ReasonCode
 
 __all__ = [
     "ConnectAuthError",
@@ -77,8 +78,7 @@ SMALL_RESPONSE_BYTES: Final = 1024 * 1024
 class ConnectError(Exception):
     """A poll could not get a usable answer from Connect."""
 
-    code = "connect_error"
-    counts_against_liveness = False
+    code = ReasonCode.CONNECT_ERROR
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -86,40 +86,37 @@ class ConnectError(Exception):
 
 
 class ConnectUnreachable(ConnectError):
-    code = "connect_unreachable"
-    counts_against_liveness = True
+    code = ReasonCode.CONNECT_UNREACHABLE
 
 
 class ConnectTimeout(ConnectError):
-    code = "connect_timeout"
-    counts_against_liveness = True
+    code = ReasonCode.CONNECT_TIMEOUT
 
 
 class ConnectHTTPError(ConnectError):
-    code = "connect_http_error"
+    code = ReasonCode.CONNECT_HTTP_ERROR
 
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.counts_against_liveness = status_code >= 500
 
 
 class ConnectAuthError(ConnectHTTPError):
-    code = "connect_auth"
+    code = ReasonCode.CONNECT_AUTH
 
 
 class ConnectStarting(ConnectHTTPError):
-    code = "connect_starting"
+    code = ReasonCode.CONNECT_STARTING
 
 
 class ConnectConflict(ConnectHTTPError):
     """409 to a write (restart): the worker is rebalancing or has no known leader right now."""
 
-    code = "connect_conflict"
+    code = ReasonCode.CONNECT_CONFLICT
 
 
 class ConnectBadResponse(ConnectError):
-    code = "connect_bad_response"
+    code = ReasonCode.CONNECT_BAD_RESPONSE
 
 
 @dataclass(frozen=True, slots=True)

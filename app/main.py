@@ -3,27 +3,24 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import build_router
+from app.answers import AnswerCache
+from app.api import build_router, install_openapi_components
 from app.clock import Clock, SystemClock
 from app.connect import ConnectClient, build_http_client
+from app.core import Core, build_core
 from app.fastpath import ProbeFastPath
 from app.identity import Identity, detect_identity, explicit_identity, local_host_names
-from app.memory import container_memory_limit, response_cap, trimmer
+from app.memory import container_memory_limit, response_cap
 from app.metrics import Metrics
-from app.monitor import Monitor
-from app.poller import Poller, PollObserver
-from app.pollstate import PollState
-from app.restart import Restarter
 from app.settings import Settings
-from app.tracking import Change
-from app.verdict import Rules
+from app.statuspage import status_body
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +32,14 @@ IDENTITY_LOOKUP_TIMEOUT = 3.0
 class Runtime:
     """What the lifespan builds and the routes read."""
 
-    monitor: Monitor | None = None
-    poller: Poller | None = None
+    core: Core | None = None
     task: asyncio.Task[None] | None = None
+
+    def loop_health(self) -> tuple[bool, str]:
+        """/healthz: the poll task runs and has finished a poll recently (app.poller)."""
+        if self.core is None or self.task is None:
+            return False, "the poll loop has not started"
+        return self.core.poller.loop_health(running=not self.task.done())
 
 
 async def resolve_identity(settings: Settings) -> Identity:
@@ -53,32 +55,6 @@ async def resolve_identity(settings: Settings) -> Identity:
     return detect_identity(settings.connect_port(), settings.pod_ip, names)
 
 
-def build_monitor_and_poller(
-    settings: Settings,
-    client: ConnectClient,
-    identity: Identity,
-    clock: Clock,
-    *,
-    observers: Sequence[PollObserver] = (),
-) -> tuple[Monitor, Poller]:
-    """Wire the rules, monitor and poller for one sidecar; ``observers`` see each poll after it."""
-    rules = Rules(settings, identity)
-    # AUTO_RESTART off: no restarter at all, so nothing but GETs can ever be sent.
-    restarter = Restarter(client, rules, settings, clock) if settings.auto_restart else None
-    monitor = Monitor(settings, rules, clock, restarter=restarter)
-    poller = Poller(
-        client,
-        clock,
-        poll_interval=settings.poll_interval,
-        health_recheck_interval=settings.health_recheck_interval,
-        required=settings.required_connectors,
-        quiet_states=settings.ready_states,
-        observers=(monitor.on_poll, *observers),
-        after_poll=restarter.after_poll if restarter is not None else None,
-    )
-    return monitor, poller
-
-
 def create_app(
     settings: Settings,
     *,
@@ -88,7 +64,7 @@ def create_app(
     """A fresh app for ``settings``; ``transport`` and ``clock`` are for tests."""
     clock = clock or SystemClock()
     runtime = Runtime()
-    metrics = Metrics(settings, clock, lambda: runtime.monitor)
+    metrics = Metrics(settings, clock, lambda: runtime.core)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -97,15 +73,15 @@ def create_app(
             client = ConnectClient(
                 http, settings, renew=lambda: build_http_client(settings, transport)
             )
-            monitor, poller = build_monitor_and_poller(
+            core = build_core(
                 settings,
                 client,
                 identity,
                 clock,
-                observers=(metrics.observe_poll, _trim_after_change()),
+                observers=(metrics.observe_poll,),
             )
-            runtime.monitor, runtime.poller = monitor, poller
-            runtime.task = asyncio.create_task(poller.run(), name="connect-poller")
+            runtime.core = core
+            runtime.task = asyncio.create_task(core.poller.run(), name="connect-poller")
             runtime.task.add_done_callback(_report_end)
             logger.info(
                 "watching %s every %gs, scope=%s, worker id %s",
@@ -150,10 +126,17 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.include_router(
-        build_router(lambda: runtime.monitor, _loop_alive(runtime, settings, clock), metrics.render)
-    )
-    app.add_middleware(ProbeFastPath, monitor_source=lambda: runtime.monitor)
+
+    def answers() -> AnswerCache | None:
+        return runtime.core.answers if runtime.core is not None else None
+
+    def status() -> bytes | None:
+        core = runtime.core
+        return status_body(core.answers, settings, clock, core.restarter) if core else None
+
+    app.include_router(build_router(answers, runtime.loop_health, status, metrics.render))
+    app.add_middleware(ProbeFastPath, answers_source=answers)
+    install_openapi_components(app)
     app.state.runtime = runtime
     return app
 
@@ -164,42 +147,3 @@ def _report_end(task: "asyncio.Task[None]") -> None:
         return
     error = task.exception()
     logger.error("the poll task ended%s", "" if error is None else ":", exc_info=error)
-
-
-def _trim_after_change() -> PollObserver:
-    """Return freed heap to the system after a poll that replaced the snapshot (app.memory)."""
-    trim = trimmer()
-
-    def observe(state: PollState, changes: list[Change]) -> None:
-        trim(state.generation)
-
-    return observe
-
-
-def _loop_alive(
-    runtime: Runtime, settings: Settings, clock: Clock
-) -> Callable[[], tuple[bool, str]]:
-    """/healthz: the poll task is running and has finished a poll recently."""
-    # A poll takes at most TIMEOUT (its requests' deadline), then the loop waits POLL_INTERVAL.
-    allowed = settings.poll_interval + settings.timeout + 10.0
-
-    def check() -> tuple[bool, str]:
-        task, poller = runtime.task, runtime.poller
-        if task is None or poller is None:
-            return False, "the poll loop has not started"
-        if task.done():
-            return False, "the poll loop has stopped"
-        now = clock.monotonic()
-        crashed = ""
-        if poller.crash is not None:
-            crash = poller.crash
-            crashed = (
-                f"; it failed {crash.count} time(s) and was restarted, last {now - crash.at:.0f}s "
-                f"ago: {crash.error}"
-            )
-        quiet = now - poller.last_loop_activity
-        if quiet > allowed:
-            return False, f"the poll loop has not completed a poll for {quiet:.0f}s{crashed}"
-        return True, f"the poll loop is running ({poller.state.polls} polls){crashed}"
-
-    return check

@@ -1,18 +1,14 @@
-"""Keep the resident set flat on glibc after large polls.
+"""The memory envelope: how large a Connect answer the sidecar agrees to read, given its limit.
 
-A 4 MB answer at 10,000 connectors is read into one buffer. glibc raises its mmap threshold after
-such a buffer is freed, so the next ones come from the heap and stay resident; and a poll that
-replaces the snapshot leaves free heap pages behind. Pinning the threshold and trimming after a
-changed poll returns that memory to the system. Elsewhere (musl, macOS) these are no-ops.
+What the sidecar holds is small and bounded by what Connect reports (first-line traces, statuses
+reused while unchanged); the one large thing is the answer being read. So peak memory is a
+baseline plus a multiple of the largest answer read, and the cap follows the container's limit.
+(The image also sets glibc's mmap threshold with GLIBC_TUNABLES, so a large answer's buffer is
+mmap'd and given back whole when freed, instead of raising the threshold and staying resident.)
 """
 
-import ctypes
-import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Final
-
-logger = logging.getLogger(__name__)
 
 MiB: Final = 1024 * 1024
 # The memory envelope (README "Memory"): peak RSS ~ BASELINE + PER_BODY_BYTE x the largest answer
@@ -72,37 +68,3 @@ def response_cap(configured: int | None, limit: int | None) -> tuple[int, str]:
     cap = envelope_cap(limit)
     where = f"the container's {limit // MiB} MiB memory limit" if limit else "no memory limit"
     return cap, f"MAX_RESPONSE_BYTES {cap} (derived from {where})"
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-MMAP_THRESHOLD_BYTES = 128 * 1024
-
-
-def _glibc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        _ = libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-def pin_mmap_threshold() -> None:
-    """Large buffers always mmap'd, so freeing them always unmaps them."""
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-
-
-def trimmer() -> Callable[[int], None]:
-    """A function to call with each published state's generation; trims when it changed."""
-    libc = _glibc()
-    last = -1
-
-    def trim(generation: int) -> None:
-        nonlocal last
-        if libc is not None and generation != last:
-            last = generation
-            libc.malloc_trim(0)
-
-    return trim

@@ -1,11 +1,11 @@
 """Prometheus metrics on a private registry, computed at scrape time from the latest poll.
 
 A scrape never calls Connect: ``StateCollector`` reads the same ``PollState`` the probes read, and
-the ready/live gauges are the monitor's cached answers. Only what the latest state cannot tell —
+the ready/live gauges are the cached probe answers. Only what the latest state cannot tell —
 how long each poll took and why polls failed — is recorded as polls happen, by
-``Metrics.observe_poll`` (chained after the monitor on the poller's ``on_poll``). The text is
-formatted in a worker thread from a ``StateView`` taken on the event loop: tens of thousands of
-series take a good part of a second, which must not delay the probes.
+``Metrics.observe_poll`` (a poll observer). Each scrape takes a ``StateView`` on the event loop and
+formats it in a worker thread through a ``Scrape`` collector made for that scrape alone: tens of
+thousands of series take a good part of a second, which must not delay the probes.
 
 Choices worth knowing when writing alerts:
 
@@ -21,9 +21,7 @@ Choices worth knowing when writing alerts:
 """
 
 import asyncio
-import contextlib
 import gzip
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,12 +39,13 @@ from app.connect import (
     ConnectTimeout,
     ConnectUnreachable,
 )
-from app.monitor import Monitor
+from app.core import Core
 from app.pollstate import PollState
+from app.rules import Rules
 from app.settings import Settings
 from app.states import KNOWN_STATES
 from app.tracking import Change, Tracked
-from app.verdict import Rules
+from app.wire import ReasonCode
 
 # Every known state is always exported (0 or 1), in a stable order.
 STATE_ORDER: tuple[str, ...] = tuple(sorted(KNOWN_STATES))
@@ -62,7 +61,7 @@ POLL_ERROR_REASONS: tuple[str, ...] = (
     ConnectAuthError.code,
     ConnectStarting.code,
     ConnectBadResponse.code,
-    "internal_error",
+    ReasonCode.INTERNAL_ERROR,
 )
 
 # Health kinds that are an answer from /health (the others mean "not asked" or "no /health").
@@ -92,7 +91,7 @@ def _gauge(name: str, documentation: str, value: float | bool) -> GaugeMetricFam
 
 @dataclass(frozen=True, slots=True)
 class StateView:
-    """What one scrape reports, taken on the event loop (the monitor is not thread-safe)."""
+    """What one scrape reports, taken on the event loop (the answer cache is not thread-safe)."""
 
     state: PollState
     ready: bool
@@ -103,63 +102,38 @@ class StateView:
     restarts: Mapping[tuple[str, str], int] | None = None  # AUTO_RESTART on: (connector, result)
 
 
-class StateCollector:
-    """The series derived from the monitor's latest ``PollState``, built afresh on each scrape."""
+class StateSeries:
+    """The series derived from the latest ``PollState``, built afresh for each scrape."""
 
-    def __init__(
-        self, settings: Settings, clock: Clock, monitor_source: Callable[[], Monitor | None]
-    ) -> None:
+    def __init__(self, settings: Settings, clock: Clock, core_source: Callable[[], Core | None]):
         self._settings = settings
         self._clock = clock
-        self._monitor_source = monitor_source
+        self._core_source = core_source
         self._everything = settings.metrics_scope == "cluster"
-        self._rules: tuple[Monitor, Rules] | None = None
-        self._pinned = threading.local()
-
-    def describe(self) -> Iterator[Metric]:
-        """The names this collector owns, so the registry refuses a clash at start-up."""
-        yield GaugeMetricFamily(CONNECTOR_STATE, "", labels=_CONNECTOR_LABELS)
-        yield GaugeMetricFamily(TASK_STATE, "", labels=_TASK_LABELS)
-        yield GaugeMetricFamily(CONNECTORS, "", labels=("state",))
-        yield GaugeMetricFamily(TASKS, "", labels=("state",))
-        for name in (READY, LIVE, CONNECT_UP, WORKER_HEALTHY, LAST_SUCCESS):
-            yield GaugeMetricFamily(name, "")
-        yield InfoMetricFamily(BUILD, "")
-        yield CounterMetricFamily(RESTARTS, "", labels=("connector", "result"))
+        self._rules: tuple[Core, Rules] | None = None
 
     def capture(self) -> StateView | None:
-        """The monitor's state and cached answers now; None before the lifespan started it."""
-        monitor = self._monitor_source()
-        if monitor is None:
+        """The state and cached answers now; None before the lifespan started the core."""
+        core = self._core_source()
+        if core is None:
             return None
-        if self._rules is None or self._rules[0] is not monitor:
-            # The probes' scope and selection for this monitor's identity (one monitor per run).
-            self._rules = (monitor, Rules(self._settings, monitor.identity))
+        if self._rules is None or self._rules[0] is not core:
+            # Its own Rules (scope memo) for this core: the view is read in another thread.
+            self._rules = (core, Rules.from_settings(self._settings, core.answers.identity))
         now = self._clock.monotonic()
+        answers = core.answers
         return StateView(
-            state=monitor.state,
-            ready=monitor.answer("ready").verdict.ok,
-            live=monitor.answer("live").verdict.ok,
+            state=answers.state,
+            ready=answers.answer("ready").verdict.ok,
+            live=answers.answer("live").verdict.ok,
             now=now,
             wall_offset=self._clock.wall() - now,
             rules=self._rules[1],
-            restarts=dict(monitor.restarter.counts()) if monitor.restarter is not None else None,
+            restarts=dict(core.restarter.counts()) if core.restarter is not None else None,
         )
 
-    @contextlib.contextmanager
-    def pinned(self, view: StateView | None) -> Iterator[None]:
-        """Make ``collect`` in this thread report ``view`` (captured on the event loop)."""
-        self._pinned.view = view
-        try:
-            yield
-        finally:
-            del self._pinned.view
-
-    def collect(self) -> Iterator[Metric]:
-        if hasattr(self._pinned, "view"):
-            view: StateView | None = self._pinned.view
-        else:
-            view = self.capture()
+    def collect(self, view: StateView | None) -> Iterator[Metric]:
+        """The series of ``view`` (captured on the event loop)."""
         state = view.state if view is not None else None
         connect_version = ""
         if state is not None and state.server_info is not None:
@@ -267,11 +241,12 @@ class Metrics:
     """The sidecar's private registry: the scrape-time collector plus per-poll observations."""
 
     def __init__(
-        self, settings: Settings, clock: Clock, monitor_source: Callable[[], Monitor | None]
+        self, settings: Settings, clock: Clock, core_source: Callable[[], "Core | None"]
     ) -> None:
+        # Only what is recorded as polls happen lives in the registry; the state series are
+        # computed per scrape (see ``Scrape``).
         self.registry = CollectorRegistry()
-        self._state = StateCollector(settings, clock, monitor_source)
-        self.registry.register(self._state)
+        self._state = StateSeries(settings, clock, core_source)
         self._durations = Histogram(
             POLL_DURATION,
             "How long each poll of Connect took (all its requests), successful or not.",
@@ -303,6 +278,21 @@ class Metrics:
             return await asyncio.to_thread(self._render, view, gzipped)
 
     def _render(self, view: StateView | None, gzipped: bool) -> bytes:
-        with self._state.pinned(view):
-            body = generate_latest(self.registry)
+        body = generate_latest(Scrape(self._state, view, self.registry))
         return gzip.compress(body, compresslevel=1) if gzipped else body
+
+
+class Scrape:
+    """One scrape's collector: the series of a view taken on the event loop, then the
+    registry's own (``generate_latest`` takes anything with ``collect``)."""
+
+    def __init__(
+        self, series: StateSeries, view: StateView | None, registry: CollectorRegistry
+    ) -> None:
+        self._series = series
+        self._view = view
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._series.collect(self._view)
+        yield from self._registry.collect()

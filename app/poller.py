@@ -14,10 +14,12 @@ from typing import Any
 
 from app.clock import Clock
 from app.connect import ConnectClient, ConnectError, ConnectHTTPError
+from app.liveness import counts_against_liveness, startup_rearmed
 from app.logs import safe
 from app.models import ConnectorStatus, ServerInfo, Snapshot, Statuses, WorkerHealth
 from app.pollstate import PollFailure, PollState
 from app.tracking import Change, StateTracker
+from app.wire import ReasonCode
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class Poller:
         *,
         poll_interval: float,
         health_recheck_interval: float,
+        stuck_after: float = 60.0,
         required: tuple[str, ...] = (),
         quiet_states: tuple[str, ...] = (),
         observers: Sequence[PollObserver] = (),
@@ -56,6 +59,7 @@ class Poller:
         self._clock = clock
         self._interval = poll_interval
         self._health_recheck = health_recheck_interval
+        self._stuck_after = stuck_after  # /healthz: no finished poll for this long = stuck
         self._tracker = StateTracker(required, quiet_states)
         self._observers = tuple(observers)  # called in order after each poll, each guarded
         self._after_poll = after_poll  # e.g. auto-restart: runs in this loop, never in a probe
@@ -86,6 +90,23 @@ class Poller:
                 )
                 await self._clock.sleep(backoff)
                 backoff = min(backoff * 2, CRASH_BACKOFF_MAX)
+
+    def loop_health(self, running: bool) -> tuple[bool, str]:
+        """/healthz: the loop's task is ``running`` and has finished a poll recently."""
+        if not running:
+            return False, "the poll loop has stopped"
+        now = self._clock.monotonic()
+        crashed = ""
+        if self.crash is not None:
+            crash = self.crash
+            crashed = (
+                f"; it failed {crash.count} time(s) and was restarted, last {now - crash.at:.0f}s "
+                f"ago: {crash.error}"
+            )
+        quiet = now - self.last_loop_activity
+        if quiet > self._stuck_after:
+            return False, f"the poll loop has not completed a poll for {quiet:.0f}s{crashed}"
+        return True, f"the poll loop is running ({self.state.polls} polls){crashed}"
 
     async def _loop(self) -> None:
         while True:
@@ -150,13 +171,7 @@ class Poller:
         trouble_since = previous.live_trouble_since
         connect_started = previous.connect_started
         rearmed = previous.startup_rearmed
-        went_away = failure.code == "connect_unreachable" and (
-            previous.failure is None or previous.failure.code != "connect_unreachable"
-        )
-        # STARTUP_GRACE applies again when a worker that answered goes away (its container
-        # restarted, possibly because of /live), but once per stretch of trouble: a worker
-        # flapping between refusing and failing otherwise would never be judged.
-        if went_away and previous.polls > 0 and not rearmed:
+        if startup_rearmed(previous, failure):  # app.liveness: Connect (re)started
             connect_started = started
             rearmed = True
             if previous.last_success is not None:
@@ -328,11 +343,16 @@ def _failure_from(errors: tuple[BaseException, ...]) -> PollFailure:
     """The most telling failure of a poll's requests: Connect's own errors first."""
     for error in errors:
         if isinstance(error, ConnectError):
-            return PollFailure(error.code, error.message, error.counts_against_liveness)
+            status = error.status_code if isinstance(error, ConnectHTTPError) else None
+            return PollFailure(
+                error.code, error.message, counts_against_liveness(error.code, status)
+            )
     # A bug must not stop the loop; it becomes a reason instead (type only: no data, no secrets).
     logger.error("poll failed unexpectedly", exc_info=errors[0])
     return PollFailure(
-        "internal_error", f"internal error while polling: {type(errors[0]).__name__}", False
+        ReasonCode.INTERNAL_ERROR,
+        f"internal error while polling: {type(errors[0]).__name__}",
+        False,
     )
 
 

@@ -5,13 +5,14 @@ from dataclasses import dataclass, field
 
 from app.models import ServerInfo, Snapshot
 from app.tracking import Tracked
+from app.wire import ReasonCode
 
 
 @dataclass(frozen=True, slots=True)
 class PollFailure:
     """Why the latest poll failed; ``live`` when it is the kind restarting Connect could fix."""
 
-    code: str
+    code: ReasonCode
     message: str
     live: bool
 

@@ -8,8 +8,10 @@ import msgspec
 from app.decoding import first_line
 from app.identity import Identity
 from app.pollstate import PollState
+from app.rules import Rules
 from app.settings import Settings
-from app.verdict import Reason, Rules, Verdict, iso
+from app.verdict import Verdict, iso
+from app.wire import ProbeBody, Reason
 
 # The kubelet reads at most 10 KiB of a probe body; stay far below whatever the reasons are.
 PROBE_BODY_BUDGET = 8 * 1024
@@ -17,23 +19,6 @@ PROBE_BODY_BUDGET = 8 * 1024
 MALFORMED_SHOWN = 100
 
 _encoder = msgspec.json.Encoder()
-
-
-def _reason_dict(reason: Reason) -> dict[str, Any]:
-    return {
-        key: value
-        for key, value in (
-            ("code", reason.code),
-            ("message", reason.message),
-            ("connector", reason.connector),
-            ("task", reason.task),
-            ("state", reason.state),
-            ("worker_id", reason.worker_id),
-            ("since", reason.since),
-            ("trace", reason.trace),
-        )
-        if value is not None
-    }
 
 
 def probe_body(
@@ -44,28 +29,27 @@ def probe_body(
     last_success: str | None,
 ) -> bytes:
     """The probe answer; reasons are added while the body stays within ``PROBE_BODY_BUDGET``."""
-    head: dict[str, Any] = {
-        "probe": verdict.probe,
-        "ok": verdict.ok,
-        "summary": verdict.summary[:1000],
-        "scope": scope,
-        "worker_id": worker_id,
-        "last_success": last_success,
-        "counts": verdict.counts,
-    }
-    base = len(_encoder.encode(head)) + 64
-    encoded: list[bytes] = []
-    used = base
+    body = ProbeBody(
+        probe=verdict.probe,
+        ok=verdict.ok,
+        summary=verdict.summary[:1000],
+        scope=scope,
+        worker_id=worker_id,
+        last_success=last_success,
+        counts=verdict.counts,
+        omitted=verdict.omitted + len(verdict.reasons),
+        reasons=[],
+    )
+    used = len(_encoder.encode(body)) + 16  # room for the omitted count to shrink or grow
+    kept: list[Reason] = []
     for reason in verdict.reasons:
-        item = _encoder.encode(_reason_dict(reason))
-        if used + len(item) + 1 > PROBE_BODY_BUDGET:
+        size = len(_encoder.encode(reason)) + 1
+        if used + size > PROBE_BODY_BUDGET:
             break
-        encoded.append(item)
-        used += len(item) + 1
-    omitted = verdict.omitted + len(verdict.reasons) - len(encoded)
-    head["omitted"] = omitted
-    body = _encoder.encode(head)
-    return body[:-1] + b',"reasons":[' + b",".join(encoded) + b"]}"
+        kept.append(reason)
+        used += size
+    omitted = verdict.omitted + len(verdict.reasons) - len(kept)
+    return _encoder.encode(msgspec.structs.replace(body, omitted=omitted, reasons=kept))
 
 
 def matched_worker_ids(state: PollState, identity: Identity) -> list[str]:
@@ -203,7 +187,7 @@ def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
     return {
         "ok": verdict.ok,
         "summary": verdict.summary,
-        "reasons": [_reason_dict(reason) for reason in verdict.reasons],
+        "reasons": list(verdict.reasons),
         "omitted": verdict.omitted,
         "counts": verdict.counts,
     }

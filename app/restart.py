@@ -46,10 +46,11 @@ from app.connect import (
 )
 from app.logs import safe
 from app.pollstate import PollState
+from app.rules import Rules
 from app.settings import Settings
 from app.states import FAILED, PAUSED, RESTARTING, STOPPED
 from app.tracking import Tracked
-from app.verdict import Rules, iso
+from app.verdict import iso
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from fastapi import FastAPI
 
 from app.httpguard import GuardedHttpToolsProtocol
 from app.logs import logging_config
-from app.memory import pin_mmap_threshold
 from app.settings import Settings
 
 # Seconds uvicorn waits for open connections on SIGTERM; well under Kubernetes' default 30 s.
@@ -71,5 +70,4 @@ def serve(app: FastAPI, settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    pin_mmap_threshold()
     LeanServer(config).run()

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.schemas import ProbeBody  # noqa: E402
+from app.wire import ProbeBody  # noqa: E402
 from tests.faulty_connect import (  # noqa: E402 - the repository root must be on sys.path first
     FAULTS,
     ODD_NAMES,
@@ -132,7 +132,7 @@ def check(path: str, response: httpx.Response, stats: Stats) -> None:
             stats.error(f"{path} {status}", response.text)
             return
         try:
-            body = ProbeBody.model_validate_json(response.content)
+            body = msgspec.json.decode(response.content, type=ProbeBody)
         except ValidationError as exc:
             stats.error(f"{path} bad body", f"{exc}: {response.text}")
             return

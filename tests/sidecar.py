@@ -6,12 +6,13 @@ from typing import Any, Self
 
 import httpx
 
+from app.answers import AnswerCache
 from app.connect import ConnectClient, build_http_client
+from app.core import Core, build_core
 from app.identity import detect_identity, explicit_identity
-from app.main import PollObserver, build_monitor_and_poller
-from app.monitor import Monitor
-from app.poller import Poller
+from app.poller import Poller, PollObserver
 from app.settings import Settings
+from app.statuspage import status_body
 from tests.fakes import FakeClock, FakeConnect
 
 THIS_WORKER = "10.0.0.1:8083"
@@ -38,7 +39,8 @@ class Sidecar:
         self.settings = Settings(**values)
         self._host_names = host_names
         self._http: httpx.AsyncClient | None = None
-        self.monitor: Monitor
+        self.core: Core
+        self.answers: AnswerCache
         self.poller: Poller
 
     async def __aenter__(self) -> Self:
@@ -49,13 +51,14 @@ class Sidecar:
             identity = detect_identity(
                 self.settings.connect_port(), self.settings.pod_ip, self._host_names or ()
             )
-        self.monitor, self.poller = build_monitor_and_poller(
+        self.core = build_core(
             self.settings,
             ConnectClient(self._http, self.settings),
             identity,
             self.clock,
             observers=self.observers(),
         )
+        self.answers, self.poller = self.core.answers, self.core.poller
         return self
 
     async def __aexit__(
@@ -75,7 +78,7 @@ class Sidecar:
         await self.poller.poll_once()
 
     def probe(self, name: str) -> tuple[int, dict[str, Any]]:
-        answer = self.monitor.answer(name)
+        answer = self.answers.answer(name)
         return answer.status_code, json.loads(answer.body)
 
     def ready(self) -> tuple[int, dict[str, Any]]:
@@ -85,7 +88,8 @@ class Sidecar:
         return self.probe("live")
 
     def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(self.monitor.status())
+        page = status_body(self.answers, self.settings, self.clock, self.core.restarter)
+        result: dict[str, Any] = json.loads(page)
         return result
 
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from app.answers import AnswerCache
 from app.main import create_app
-from app.monitor import Monitor
 from app.settings import Settings
 from tests.fakes import FakeConnect, status
 from tests.sidecar import THIS_WORKER
@@ -56,10 +56,10 @@ def test_probe_answers_503_not_500_when_judging_fails(
     with client_for(fake) as client:
         first_poll(client)
 
-        def broken(self: Monitor, probe: str) -> None:
+        def broken(self: AnswerCache, probe: str) -> None:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(Monitor, "answer", broken)
+        monkeypatch.setattr(AnswerCache, "answer", broken)
         for path in ("/ready", "/live"):
             response = client.get(path)
             assert response.status_code == 503

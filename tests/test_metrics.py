@@ -14,8 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from app.main import PollObserver, create_app
-from app.metrics import POLL_ERROR_REASONS, STATE_ORDER, Metrics, StateCollector
+from app.main import create_app
+from app.metrics import POLL_ERROR_REASONS, STATE_ORDER, Metrics, StateSeries
+from app.poller import PollObserver
 from app.settings import Settings
 from tests.fakes import FakeClock, FakeConnect, status
 from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar
@@ -60,7 +61,7 @@ class Scraped(Sidecar):
 
     def __init__(self, fake: FakeConnect, clock: FakeClock | None = None, **overrides: Any) -> None:
         super().__init__(fake, clock, **overrides)
-        self.metrics = Metrics(self.settings, self.clock, lambda: getattr(self, "monitor", None))
+        self.metrics = Metrics(self.settings, self.clock, lambda: getattr(self, "core", None))
 
     def observers(self) -> tuple[PollObserver, ...]:
         return (self.metrics.observe_poll,)
@@ -367,10 +368,10 @@ def test_head_metrics(client: TestClient) -> None:
 def test_metrics_answers_503_not_500_when_rendering_fails(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: StateCollector) -> Iterator[Any]:
+    def broken(self: StateSeries, view: Any) -> Iterator[Any]:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(StateCollector, "collect", broken)
+    monkeypatch.setattr(StateSeries, "collect", broken)
     response = client.get("/metrics")
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("text/plain")

@@ -35,8 +35,8 @@ FAST: dict[str, Any] = {
 
 
 def restarter(sidecar: Sidecar) -> Restarter:
-    assert sidecar.monitor.restarter is not None
-    return sidecar.monitor.restarter
+    assert sidecar.core.restarter is not None
+    return sidecar.core.restarter
 
 
 def failed_task(name: str = "orders", worker: str = THIS_WORKER) -> dict[str, Any]:
@@ -120,7 +120,7 @@ async def test_off_sends_nothing_but_gets() -> None:
     fake.add(status("broken", state="FAILED", tasks=[("FAILED", THIS_WORKER)]))
     clock = FakeClock()
     async with Sidecar(fake, clock) as sidecar:
-        assert sidecar.monitor.restarter is None
+        assert sidecar.core.restarter is None
         for _ in range(5):
             await sidecar.poller.cycle()
             clock.advance(120)
@@ -506,7 +506,7 @@ async def test_metrics_count_attempts_by_result() -> None:
     fake = FakeConnect(restart_status=409)
     fake.add(failed_task("x"))
     async with Sidecar(fake, **FAST) as sidecar:
-        metrics = Metrics(sidecar.settings, sidecar.clock, lambda: sidecar.monitor)
+        metrics = Metrics(sidecar.settings, sidecar.clock, lambda: sidecar.core)
         before = (await metrics.render()).decode()
         await sidecar.poller.cycle()
         fake.restart_status = None
@@ -521,7 +521,7 @@ async def test_metrics_count_attempts_by_result() -> None:
 async def test_no_restart_metric_when_off() -> None:
     async with Sidecar(FakeConnect()) as sidecar:
         await sidecar.poller.cycle()
-        metrics = Metrics(sidecar.settings, sidecar.clock, lambda: sidecar.monitor)
+        metrics = Metrics(sidecar.settings, sidecar.clock, lambda: sidecar.core)
         assert b"connect_probe_restarts" not in await metrics.render()
 
 

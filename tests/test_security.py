@@ -362,7 +362,10 @@ def test_the_password_env_and_key_file_never_reach_help_check_or_errors(
     checked = run("check", "ready")
     assert "connect_unreachable" in checked
     assert_clean(checked, secrets, "check ready")
-    assert_clean(run("check", "ready", "--password", SECRET), secrets, "check with --password")
+    refused = run("check", "ready", "--password", SECRET)
+    assert "--password is not accepted" in refused  # env var or file only
+    assert_clean(refused, secrets, "check with --password")
+    assert_clean(run("--password=" + SECRET), secrets, "--password=")
     # Broken TLS material: a one-line error naming the variables, not the file's contents.
     bad_key = tmp_path / "bad-key.pem"
     bad_key.write_text("-----BEGIN PRIVATE KEY-----\n" + SECRET + "\n-----END PRIVATE KEY-----\n")

@@ -357,7 +357,7 @@ async def test_restart_counters_end_with_their_connector() -> None:
     fake.add(status("orders", tasks=[("FAILED", THIS_WORKER)]))
     async with Sidecar(fake, auto_restart=True) as sidecar:
         await sidecar.poller.cycle()
-        restarter = sidecar.monitor.restarter
+        restarter = sidecar.core.restarter
         assert restarter is not None
         assert any(name == "orders" for name, _ in restarter.counts())
         del fake.connectors["orders"]
