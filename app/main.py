@@ -20,6 +20,7 @@ from app.metrics import Metrics
 from app.monitor import Monitor
 from app.poller import Poller
 from app.pollstate import PollState
+from app.progress.wiring import attach as attach_progress
 from app.restart import Restarter
 from app.settings import Settings
 from app.tracking import Change
@@ -142,9 +143,13 @@ def create_app(
                         "AUTO_RESTART with FAILED in LIVE_FAIL_STATES: liveness will kill the "
                         "container after LIVE_GRACE, long before the restart backoff runs out"
                     )
+            # Progress checks of sink tasks (issue 14): None, and no Kafka client, when off.
+            progress = attach_progress(settings, client, monitor, clock, metrics.registry)
             try:
                 yield
             finally:
+                if progress is not None:
+                    await progress.aclose()
                 runtime.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await runtime.task

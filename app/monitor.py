@@ -15,6 +15,7 @@ from app.clock import Clock
 from app.identity import Identity
 from app.logs import safe
 from app.pollstate import PollState
+from app.progress.hook import DISABLED_SECTION, ProgressHook
 from app.render import matched_worker_ids, probe_body, status_page
 from app.restart import Restarter
 from app.settings import Settings
@@ -78,6 +79,7 @@ class Monitor:
     ) -> None:
         self._settings = settings
         self.restarter = restarter  # AUTO_RESTART: its schedule shows in reasons and /status
+        self.progress: ProgressHook | None = None  # progress checks (app/progress), when on
         self._rules = rules
         self._clock = clock
         self._state = PollState(started=clock.monotonic())
@@ -157,6 +159,8 @@ class Monitor:
             verdict = evaluate_ready(state, self._rules, now, wall_offset, notes)
         else:
             verdict = evaluate_live(state, self._rules, now, wall_offset)
+        if self.progress is not None:
+            verdict = self.progress.amend(verdict, now, wall_offset)
         body = probe_body(
             verdict,
             scope=self._rules.scope,
@@ -176,7 +180,8 @@ class Monitor:
         )
 
     def _notes_version(self) -> int:
-        return self.restarter.notes_version if self.restarter is not None else 0
+        version = self.restarter.notes_version if self.restarter is not None else 0
+        return version + (self.progress.version if self.progress is not None else 0)
 
     def _matched_ids(self, state: PollState) -> list[str]:
         if self._matched_generation != state.generation:
@@ -222,4 +227,7 @@ class Monitor:
             auto_restart=self.restarter.status_view(now, self._clock.wall() - now)
             if self.restarter is not None
             else {"enabled": False},
+            progress=self.progress.status_section(now, self._clock.wall() - now)
+            if self.progress is not None
+            else DISABLED_SECTION,
         )

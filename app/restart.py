@@ -29,7 +29,7 @@ import asyncio
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -132,12 +132,24 @@ def find_targets(tracked: Mapping[str, Tracked], rules: Rules) -> dict[str, Targ
     return targets
 
 
+TargetFinder = Callable[[Mapping[str, Tracked], Rules], dict[str, Target]]
+
+
 class Restarter:
     """Decides and sends restarts after each successful poll; read by /status, /ready, /metrics."""
 
     def __init__(
-        self, client: ConnectClient, rules: Rules, settings: Settings, clock: Clock
+        self,
+        client: ConnectClient,
+        rules: Rules,
+        settings: Settings,
+        clock: Clock,
+        *,
+        finder: "TargetFinder | None" = None,
     ) -> None:
+        # ``finder``: what to restart instead of FAILED objects, asked after every call (issue 14:
+        # stalled sink tasks, with this same backoff, limits and visibility).
+        self._finder = finder
         self._client = client
         self._rules = rules
         self._clock = clock
@@ -172,7 +184,9 @@ class Restarter:
         snapshot = state.snapshot
         if snapshot is None or state.failure is not None:
             return
-        if state.tracked is not self._targets_of:
+        if self._finder is not None:
+            self._targets = self._finder(state.tracked, self._rules)
+        elif state.tracked is not self._targets_of:
             self._targets = find_targets(state.tracked, self._rules)
             self._targets_of = state.tracked
         self._version = state.server_info.version if state.server_info else None

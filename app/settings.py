@@ -399,8 +399,10 @@ class Settings(BaseSettings):
         30.0, description="Seconds between two progress reads (a few Kafka requests each)."
     )
     allowed_lag: int = Field(
-        0, ge=0, description="A task whose lag (records, all its partitions) is at most this is "
-        "never stalled or behind."
+        0,
+        ge=0,
+        description="A task whose lag (records, all its partitions) is at most this is "
+        "never stalled or behind.",
     )
     stall_window: PositiveFloat = Field(
         600.0,

@@ -29,6 +29,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec  # not re-exported for type checkers
 
+from app.progress.reading import KafkaUnavailable
 from app.progress.rules import GroupRead, KafkaRead, Member
 from app.settings import Settings
 
@@ -41,10 +42,6 @@ _NO_GROUP: Final = frozenset({KafkaError.GROUP_ID_NOT_FOUND})
 
 _LATEST: Final[OffsetSpec] = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 _EARLIEST: Final[OffsetSpec] = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
-
-
-class KafkaUnavailable(Exception):
-    """Kafka could not be read at all; the message names the cause, never a secret."""
 
 
 class _LibrdkafkaLog:
