@@ -3,6 +3,7 @@ which tasks are read, what /ready, /live, /status and /metrics say, and auto-res
 tasks. The window rules themselves are table-tested in test_progress_rules.py."""
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -428,3 +429,35 @@ def test_the_kafka_client_is_imported_only_when_enabled(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == expected
+
+
+async def test_progress_alert_rules_reference_series_that_exist() -> None:
+    from tests.test_metrics import PROGRESS_SERIES, TARGET_LABELS, Scrape, rules, selectors
+
+    fake = FakeConnect()
+    for name in ("stuck", "gone", "late"):
+        fake.add(sink(name))
+    _, progress = await setup(fake, not_consuming_grace=0.0)
+    progress.reader.consume("stuck", 0, 100, 150)
+    progress.reader.consume("gone", 0, 100, 150, member=False)
+    for i in range(22):
+        progress.reader.consume("late", 0, 10 * i, 30 * i + 50)
+        await progress.cycle()
+    progress.reader.down = "refused"
+    await progress.cycle()
+    scrape = Scrape(progress.metrics())
+    progress.reader.down = None
+    await progress.cycle()
+    scrape_up = Scrape(progress.metrics())
+    checked = 0
+    for rule in rules():
+        for name, labels in selectors(rule["expr"]):
+            if name not in PROGRESS_SERIES:
+                continue
+            checked += 1
+            found = scrape.series(name, **labels) or scrape_up.series(name, **labels)
+            assert found, f"{rule['alert']}: no series {name}{labels}"
+            exported = set().union(*(s.keys() for s in found))
+            used = set(re.findall(r"\$labels\.(\w+)", str(rule.get("annotations", {}))))
+            assert used <= exported | TARGET_LABELS, f"{rule['alert']}: unknown {used - exported}"
+    assert checked >= 4

@@ -83,7 +83,9 @@ def build(
     config = ProgressConfig.from_settings(settings)
 
     def restarter(finder: TargetFinder) -> Restarter:
-        return Restarter(client, rules, settings, clock, finder=finder)
+        return Restarter(
+            client, rules, settings, clock, finder=finder, subject="stalled or not consuming"
+        )
 
     histogram = (
         Histogram(
