@@ -24,7 +24,7 @@ from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar, codes
 pytestmark = pytest.mark.anyio
 
 SECRET = "sw0rdfish-kafka"
-KAFKA = {"kafka_bootstrap_servers": "kafka:9092", "progress_interval": 30.0}
+KAFKA: dict[str, Any] = {"kafka_bootstrap_servers": "kafka:9092", "progress_interval": 30.0}
 
 
 class FakeReader:
@@ -461,3 +461,47 @@ async def test_progress_alert_rules_reference_series_that_exist() -> None:
             used = set(re.findall(r"\$labels\.(\w+)", str(rule.get("annotations", {}))))
             assert used <= exported | TARGET_LABELS, f"{rule['alert']}: unknown {used - exported}"
     assert checked >= 4
+
+
+class HangingReader(FakeReader):
+    """A Kafka client stuck inside a call until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = 0
+
+    def read(self, groups: Sequence[str], timeout: float) -> KafkaRead:
+        self.entered += 1
+        self.release.wait(10)
+        return super().read(groups, timeout)
+
+
+async def test_a_hung_kafka_read_never_delays_probes_and_reads_as_unknown() -> None:
+    import asyncio
+
+    fake = FakeConnect()
+    fake.add(sink("orders"))
+    sidecar = Sidecar(fake, **{**KAFKA, "progress_interval": 2.0})
+    await sidecar.__aenter__()
+    reader = HangingReader()
+    progress = Progress(sidecar, reader, CollectorRegistry())
+    progress.runtime.loop.read_slack = 0.2
+    await sidecar.poll()
+    try:
+        cycle = asyncio.create_task(progress.runtime.loop.cycle())
+        await asyncio.sleep(0.05)
+        assert not cycle.done()
+        assert sidecar.ready()[0] == 200  # answered while the read hangs
+        view = await cycle
+        assert view.verdicts[("orders", 0)].state == "unknown"
+        assert view.kafka_up is False
+        assert "took longer than 1.2s" in (view.failure or "")
+        # the thread is still stuck: the next read is skipped, not queued behind it
+        view = await progress.runtime.loop.cycle()
+        assert "has not finished" in (view.failure or "")
+        assert reader.entered == 1
+        assert sidecar.ready()[0] == 200
+    finally:
+        reader.release.set()
+        progress.runtime.loop.close()

@@ -79,6 +79,8 @@ class ProgressLoop:
             max_workers=1, thread_name_prefix="kafka-progress"
         )
         self._pending: asyncio.Future[KafkaRead] | None = None
+        # Beyond the requests' own deadline, how long the loop waits for the reader thread.
+        self.read_slack = 5.0
         self.view = ProgressView()
         self._on_read = on_read  # e.g. the read-duration histogram
         self.restart_counts: Mapping[tuple[str, str], int] = {}  # a copy, for scrapes in a thread
@@ -138,11 +140,11 @@ class ProgressLoop:
         started = self._clock.monotonic()
         try:
             # shield: a timeout here must not cancel the future the next read looks at.
-            read = await asyncio.wait_for(asyncio.shield(self._pending), timeout + 5.0)
+            read = await asyncio.wait_for(asyncio.shield(self._pending), timeout + self.read_slack)
         except KafkaUnavailable as exc:
             return None, f"Kafka unreachable: {exc}"
         except TimeoutError:
-            return None, f"Kafka read took longer than {timeout + 5.0:g}s"
+            return None, f"Kafka read took longer than {timeout + self.read_slack:g}s"
         except Exception as exc:  # a client bug: a reason, not a crash (type only: no data)
             logger.error("Kafka read failed", exc_info=exc)
             return None, f"internal error reading Kafka ({type(exc).__name__})"
