@@ -518,6 +518,11 @@ class Settings(BaseSettings):
                 f"{prefix}KAFKA_CA_FILE/CERT_FILE/KEY_FILE need "
                 f"{prefix}KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL"
             )
+        if self.stall_window < self.progress_interval:
+            raise ValueError(
+                f"{prefix}STALL_WINDOW ({self.stall_window:g}) must be at least "
+                f"{prefix}PROGRESS_INTERVAL ({self.progress_interval:g}): a window holds reads"
+            )
         if (self.kafka_cert_file is None) != (self.kafka_key_file is None):
             raise ValueError(f"{prefix}KAFKA_CERT_FILE and {prefix}KAFKA_KEY_FILE go together")
         return self

@@ -340,6 +340,10 @@ def test_settings_defaults() -> None:
         ({"AUTO_RESTART_STALLED": "true"}, "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS"),
         ({"LIVE_FAIL_ON_STALL": "true"}, "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS"),
         (
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "STALL_WINDOW": "20"},
+            "CONNECT_PROBE_STALL_WINDOW (20) must be at least CONNECT_PROBE_PROGRESS_INTERVAL (30)",
+        ),
+        (
             {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
             "CONNECT_PROBE_KAFKA_SASL_MECHANISM",
         ),

@@ -129,6 +129,14 @@ class KafkaReader:
         if not groups:
             return KafkaRead({}, {})
         admin = self._client()
+        try:
+            return self._read(admin, groups, timeout)
+        finally:
+            # Serves queued log lines and error callbacks: with a ``logger`` set, librdkafka
+            # queues them for poll(), and nothing else ever polls an admin client.
+            admin.poll(0)
+
+    def _read(self, admin: AdminClient, groups: Sequence[str], timeout: float) -> KafkaRead:
         self._last_error = None
         # The futures get a second beyond the requests' own deadline, so a request that fails
         # (authentication, no leader) reports its error rather than a bare timeout.
