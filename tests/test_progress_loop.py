@@ -509,3 +509,41 @@ async def test_a_hung_kafka_read_never_delays_probes_and_reads_as_unknown() -> N
     finally:
         reader.release.set()
         progress.runtime.loop.close()
+
+
+async def test_unreadable_config_leaves_the_group_unknown_and_the_task_unknown() -> None:
+    fake = FakeConnect()
+    fake.add(sink("orders"))
+    fake.canned["/connectors/orders/config"] = Canned(500, b'{"error_code":500,"message":"x"}')
+    sidecar, progress = await setup(fake, not_consuming_grace=0.0)
+    await progress.cycle()
+    assert progress.reader.calls == []
+    (task,) = sidecar.status()["progress"]["tasks"]
+    assert task["state"] == "unknown"
+    assert "group id is not known yet" in task["detail"]
+    assert sidecar.ready()[0] == 200
+    del fake.canned["/connectors/orders/config"]
+    progress.reader.consume("orders", 0, 1, 1)
+    await progress.cycle()
+    assert progress.reader.calls == [("connect-orders",)]
+
+
+def test_tls_and_mutual_tls_settings_reach_the_client(tmp_path: Path) -> None:
+    from app.progress.kafka import client_config
+    from app.settings import Settings
+
+    pem = tmp_path / "x.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = Settings(
+        kafka_bootstrap_servers="k:9093",
+        kafka_security_protocol="ssl",
+        kafka_ca_file=pem,
+        kafka_cert_file=pem,
+        kafka_key_file=pem,
+    )
+    config = client_config(settings)
+    assert config["security.protocol"] == "SSL"
+    assert config["ssl.ca.location"] == str(pem)
+    assert config["ssl.certificate.location"] == str(pem)
+    assert config["ssl.key.location"] == str(pem)
+    assert "sasl.password" not in config
