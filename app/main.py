@@ -20,7 +20,6 @@ from app.metrics import Metrics
 from app.monitor import Monitor
 from app.poller import Poller
 from app.pollstate import PollState
-from app.progress.wiring import attach as attach_progress
 from app.restart import Restarter
 from app.settings import Settings
 from app.tracking import Change
@@ -143,8 +142,12 @@ def create_app(
                         "AUTO_RESTART with FAILED in LIVE_FAIL_STATES: liveness will kill the "
                         "container after LIVE_GRACE, long before the restart backoff runs out"
                     )
-            # Progress checks of sink tasks (issue 14): None, and no Kafka client, when off.
-            progress = attach_progress(settings, client, monitor, clock, metrics.registry)
+            # Progress checks of sink tasks (issue 14): nothing loaded or started when off.
+            progress = None
+            if settings.kafka_bootstrap_servers is not None:
+                from app.progress.wiring import attach as attach_progress
+
+                progress = attach_progress(settings, client, monitor, clock, metrics.registry)
             try:
                 yield
             finally:

@@ -412,12 +412,14 @@ settings = Settings(worker_id="10.0.0.1:8083", **extra)
 with TestClient(create_app(settings, transport=transport)) as client:
     client.get("/ready")
     section = client.get("/status").json()["progress"]
-print(section["enabled"], "confluent_kafka" in sys.modules)
+loaded = [name for name in ("confluent_kafka", "app.progress.wiring") if name in sys.modules]
+print(section["enabled"], ",".join(loaded) or "-")
 """
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"), [((), "False False"), (("127.0.0.1:1",), "True True")]
+    ("args", "expected"),
+    [((), "False -"), (("127.0.0.1:1",), "True confluent_kafka,app.progress.wiring")],
 )
 def test_the_kafka_client_is_imported_only_when_enabled(
     args: tuple[str, ...], expected: str
