@@ -14,7 +14,8 @@ from app.clock import Clock
 from app.identity import Identity
 from app.liveness import evaluate_live
 from app.pollstate import PollState
-from app.readiness import evaluate_ready
+from app.progress.hook import ProgressHook
+from app.readiness import READY_CHECKS, evaluate_ready
 from app.render import matched_worker_ids, probe_body
 from app.rules import Rules
 from app.tracking import Change
@@ -86,6 +87,7 @@ class AnswerCache:
         self._notes = notes
         self._on_verdict = tuple(on_verdict)
         self._state = PollState(started=clock.monotonic())
+        self.progress: ProgressHook | None = None  # progress checks (app/progress), when on
         self._cache: dict[str, _Cached] = {}
         self._matched: list[str] = []
         self._matched_generation = -1
@@ -109,6 +111,9 @@ class AnswerCache:
         state = self._state
         now = self._clock.monotonic()
         notes_version = self._notes.notes_version if self._notes is not None else 0
+        progress = self.progress
+        if progress is not None:
+            notes_version += progress.version
         cached = self._cache.get(probe)
         if (
             cached is not None
@@ -120,9 +125,12 @@ class AnswerCache:
         wall_offset = self._clock.wall() - now
         if probe == "ready":
             notes = self._notes.notes() if self._notes is not None else None
-            verdict = evaluate_ready(state, self.rules, now, wall_offset, notes)
+            checks = READY_CHECKS if progress is None else (*READY_CHECKS, progress.ready_check)
+            verdict = evaluate_ready(state, self.rules, now, wall_offset, notes, checks)
         else:
             verdict = evaluate_live(state, self.rules, now, wall_offset)
+            if progress is not None:
+                verdict = progress.amend_live(verdict, now, wall_offset)
         body = probe_body(
             verdict,
             scope=self.rules.scope,

@@ -106,9 +106,17 @@ def create_app(
                         "AUTO_RESTART with FAILED in LIVE_FAIL_STATES: liveness will kill the "
                         "container after LIVE_GRACE, long before the restart backoff runs out"
                     )
+            # Progress checks of sink tasks (issue 14): nothing loaded or started when off.
+            progress = None
+            if settings.kafka_bootstrap_servers is not None:
+                from app.progress.wiring import attach as attach_progress
+
+                progress = attach_progress(settings, client, core.answers, clock, metrics.registry)
             try:
                 yield
             finally:
+                if progress is not None:
+                    await progress.aclose()
                 runtime.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await runtime.task

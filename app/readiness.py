@@ -269,6 +269,10 @@ def _failing_summary(failing: list[Reason]) -> list[str]:
     for code, count in by_code.items():
         if code == ReasonCode.REQUIRED_MISSING:
             phrases.append(f"{count} required connector(s) missing")
+        elif code == ReasonCode.TASK_STALLED:
+            phrases.append(f"{count} sink task(s) stalled on this worker")
+        elif code == ReasonCode.TASK_NOT_CONSUMING:
+            phrases.append(f"{count} sink task(s) not consuming on this worker")
         else:
             phrases.append(f"{count} x {code}")
     return phrases

@@ -74,6 +74,7 @@ def status_page(
     wall_offset: float,
     version: str,
     auto_restart: Mapping[str, Any] | None = None,
+    progress: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Everything a human wants to see, secrets excluded; always answered with 200.
 
@@ -178,6 +179,7 @@ def status_page(
         },
         "missing_required": {name: when(since) for name, since in state.missing_since.items()},
         "auto_restart": auto_restart if auto_restart is not None else {"enabled": False},
+        "progress": progress if progress is not None else {"enabled": False},
         "settings": settings.public_view(),
     }
     return _encoder.encode(page)

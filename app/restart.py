@@ -29,7 +29,7 @@ import asyncio
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -133,12 +133,26 @@ def find_targets(tracked: Mapping[str, Tracked], rules: Rules) -> dict[str, Targ
     return targets
 
 
+TargetFinder = Callable[[Mapping[str, Tracked], Rules], dict[str, Target]]
+
+
 class Restarter:
     """Decides and sends restarts after each successful poll; read by /status, /ready, /metrics."""
 
     def __init__(
-        self, client: ConnectClient, rules: Rules, settings: Settings, clock: Clock
+        self,
+        client: ConnectClient,
+        rules: Rules,
+        settings: Settings,
+        clock: Clock,
+        *,
+        finder: "TargetFinder | None" = None,
+        subject: str = FAILED,
     ) -> None:
+        # ``finder``: what to restart instead of FAILED objects, asked after every call (issue 14:
+        # stalled sink tasks, with this same backoff, limits and visibility).
+        self._finder = finder
+        self._subject = subject  # what the targets are, in log lines and reasons
         self._client = client
         self._rules = rules
         self._clock = clock
@@ -173,7 +187,9 @@ class Restarter:
         snapshot = state.snapshot
         if snapshot is None or state.failure is not None:
             return
-        if state.tracked is not self._targets_of:
+        if self._finder is not None:
+            self._targets = self._finder(state.tracked, self._rules)
+        elif state.tracked is not self._targets_of:
             self._targets = find_targets(state.tracked, self._rules)
             self._targets_of = state.tracked
         self._version = state.server_info.version if state.server_info else None
@@ -210,9 +226,10 @@ class Restarter:
                 del self._entries[name]
                 if entry.attempts or entry.gave_up:
                     logger.info(
-                        "auto-restart: connector %s has had nothing FAILED on this worker for "
+                        "auto-restart: connector %s has had nothing %s on this worker for "
                         "%.0fs after %d restart attempt(s): attempt count reset",
                         safe(name),
+                        self._subject,
                         now - entry.healthy_since,
                         entry.attempts,
                     )
@@ -246,15 +263,17 @@ class Restarter:
             entry.gave_up = True
             self._counts[(name, GAVE_UP)] += 1
             entry.last_result, entry.last_result_at = GAVE_UP, self._clock.monotonic()
-            entry.last_message = f"still FAILED after {entry.attempts} restart attempt(s)"
+            entry.last_message = f"still {self._subject} after {entry.attempts} restart attempt(s)"
             logger.warning(
                 "auto-restart: giving up on connector %s after %d restart attempts "
-                "(AUTO_RESTART_MAX %d); FAILED on this worker: %s. It stays FAILED until restarted "
+                "(AUTO_RESTART_MAX %d); %s on this worker: %s. It stays %s until restarted "
                 "by hand; auto-restart resumes once it has been healthy for %.0fs",
                 safe(name),
                 entry.attempts,
                 self.max_attempts,
+                self._subject,
                 ", ".join(target.describe()),
+                self._subject,
                 self.delay(entry.attempts),
             )
             return
@@ -319,11 +338,12 @@ class Restarter:
         logger.log(
             logging.INFO if result == RESTARTED else logging.WARNING,
             "auto-restart: restart attempt %d of connector %s%s: %s; next attempt (if still "
-            "FAILED) not before %s",
+            "%s) not before %s",
             entry.attempts,
             safe(name),
             "" if result == RESTARTED else " failed",
             safe(message),
+            self._subject,
             self._when(self.due(entry)),
         )
 
@@ -356,7 +376,7 @@ class Restarter:
         if self.max_attempts is not None and entry.attempts >= self.max_attempts:
             return (
                 f"; no restart attempt left (AUTO_RESTART_MAX {self.max_attempts}): auto-restart "
-                f"gives up at {self._when(self.due(entry))} if still FAILED"
+                f"gives up at {self._when(self.due(entry))} if still {self._subject}"
             )
         if entry.last_result in UNCOUNTED:
             return (

@@ -388,3 +388,168 @@ class Settings(BaseSettings):
         view["password"] = "<set>" if self.password is not None else None
         view["max_unhealthy"] = str(self.max_unhealthy)
         return view
+
+    # --- progress checks of sink tasks (issue 14; app/progress/) ----------------------------
+    # One block, validated on its own: everything here is inert while KAFKA_BOOTSTRAP_SERVERS
+    # is unset (no Kafka client is even imported).
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        description="Kafka brokers (host:port,...) the sink tasks consume from. Set: progress "
+        "checks of this worker's RUNNING sink tasks are on; unset: off, no Kafka client loaded.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How to reach the brokers, as the worker's security.protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (SASL_PLAINTEXT/SASL_SSL only)."
+    )
+    kafka_username: str | None = Field(None, description="SASL user name.")
+    kafka_password_file: Path | None = Field(
+        None, description="File holding the SASL password (a trailing newline is dropped)."
+    )
+    kafka_ca_file: Path | None = Field(
+        None, description="PEM CA bundle to verify the brokers' certificates (SSL, SASL_SSL)."
+    )
+    kafka_cert_file: Path | None = Field(
+        None, description="PEM client certificate for mutual TLS with the brokers."
+    )
+    kafka_key_file: Path | None = Field(
+        None, description="PEM private key of KAFKA_CERT_FILE (unencrypted)."
+    )
+    progress_interval: PositiveFloat = Field(
+        30.0, description="Seconds between two progress reads (a few Kafka requests each)."
+    )
+    allowed_lag: int = Field(
+        0,
+        ge=0,
+        description="A task whose lag (records, all its partitions) is at most this is "
+        "never stalled or behind.",
+    )
+    stall_window: PositiveFloat = Field(
+        600.0,
+        description="Seconds a sink task must have lag above ALLOWED_LAG without its committed "
+        "offsets moving before it counts as stalled.",
+    )
+    stall_windows: CommaList = Field(
+        (),
+        description="Per-connector stall windows, pattern=seconds (INCLUDE's patterns), e.g. "
+        "s3-*=3600 for sinks that commit on file rotation. First match wins.",
+    )
+    progress_exclude: CommaList = Field(
+        (), description="Connector name patterns whose progress is never judged."
+    )
+    not_consuming_grace: NonNegativeFloat = Field(
+        120.0,
+        description="Seconds a RUNNING sink task may have no member in its consumer group "
+        "(rebalance, restart, start-up) before it counts as not consuming.",
+    )
+    live_fail_on_stall: bool = Field(
+        False, description="Also fail /live while a task here is stalled or not consuming."
+    )
+    auto_restart_stalled: bool = Field(
+        False,
+        description="Restart stalled / not-consuming sink tasks on this worker, with "
+        "AUTO_RESTART's backoff and limits.",
+    )
+
+    @field_validator("stall_windows", "progress_exclude", mode="before")
+    @classmethod
+    def _split_progress_lists(cls, value: object) -> object:
+        return split_comma_list(value)
+
+    @field_validator("stall_windows")
+    @classmethod
+    def _valid_stall_windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from app.progress.windows import parse_stall_window
+
+        for item in value:
+            parse_stall_window(item)
+        return value
+
+    @field_validator("progress_exclude")
+    @classmethod
+    def _valid_progress_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return cls._valid_patterns(value)
+
+    @field_validator("kafka_password_file", "kafka_ca_file", "kafka_cert_file", "kafka_key_file")
+    @classmethod
+    def _readable_kafka_file(cls, value: Path | None) -> Path | None:
+        return cls._readable_file(value)
+
+    @field_validator("kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_mechanism(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().upper() or None
+        return value
+
+    @field_validator("kafka_security_protocol", mode="before")
+    @classmethod
+    def _upper_protocol(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _valid_bootstrap(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        servers = [item.strip() for item in value.split(",") if item.strip()]
+        for server in servers:
+            if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}", server):
+                raise ValueError(f"{server!r} is not host:port (e.g. kafka-0.kafka:9092)")
+        return ",".join(servers)
+
+    @model_validator(mode="after")
+    def _consistent_progress(self) -> Self:
+        prefix = ENV_PREFIX
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")
+        if self.kafka_bootstrap_servers is None:
+            needing = [
+                name
+                for name, on in (
+                    ("AUTO_RESTART_STALLED", self.auto_restart_stalled),
+                    ("LIVE_FAIL_ON_STALL", self.live_fail_on_stall),
+                )
+                if on
+            ]
+            if needing:
+                raise ValueError(
+                    f"{prefix}{needing[0]} needs {prefix}KAFKA_BOOTSTRAP_SERVERS "
+                    "(progress checks are off without it)"
+                )
+            return self
+        if sasl and (self.kafka_sasl_mechanism is None or not self.kafka_username):
+            raise ValueError(
+                f"{prefix}KAFKA_SECURITY_PROTOCOL {self.kafka_security_protocol} needs "
+                f"{prefix}KAFKA_SASL_MECHANISM and {prefix}KAFKA_USERNAME"
+            )
+        if sasl and self.kafka_password_file is None:
+            raise ValueError(
+                f"{prefix}KAFKA_SECURITY_PROTOCOL {self.kafka_security_protocol} needs "
+                f"{prefix}KAFKA_PASSWORD_FILE"
+            )
+        if not sasl and (self.kafka_sasl_mechanism or self.kafka_username):
+            raise ValueError(
+                f"{prefix}KAFKA_SASL_MECHANISM/{prefix}KAFKA_USERNAME need "
+                f"{prefix}KAFKA_SECURITY_PROTOCOL SASL_PLAINTEXT or SASL_SSL"
+            )
+        if not tls and (self.kafka_ca_file or self.kafka_cert_file or self.kafka_key_file):
+            raise ValueError(
+                f"{prefix}KAFKA_CA_FILE/CERT_FILE/KEY_FILE need "
+                f"{prefix}KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL"
+            )
+        if self.stall_window < self.progress_interval:
+            raise ValueError(
+                f"{prefix}STALL_WINDOW ({self.stall_window:g}) must be at least "
+                f"{prefix}PROGRESS_INTERVAL ({self.progress_interval:g}): a window holds reads"
+            )
+        if (self.kafka_cert_file is None) != (self.kafka_key_file is None):
+            raise ValueError(f"{prefix}KAFKA_CERT_FILE and {prefix}KAFKA_KEY_FILE go together")
+        return self
+
+    def kafka_password(self) -> str | None:
+        """The SASL password from KAFKA_PASSWORD_FILE; read when the Kafka client is built."""
+        if self.kafka_password_file is None:
+            return None
+        return self.kafka_password_file.read_text(encoding="utf-8").rstrip("\r\n")

@@ -3,6 +3,7 @@
 from app import __version__
 from app.answers import AnswerCache
 from app.clock import Clock
+from app.progress.hook import DISABLED_SECTION
 from app.render import status_page
 from app.restart import Restarter
 from app.settings import Settings
@@ -33,4 +34,7 @@ def status_body(
         auto_restart=restarter.status_view(now, wall_offset)
         if restarter is not None
         else {"enabled": False},
+        progress=answers.progress.status_section(now, wall_offset)
+        if answers.progress is not None
+        else DISABLED_SECTION,
     )

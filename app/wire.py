@@ -36,6 +36,9 @@ class ReasonCode(StrEnum):
     TASK_STATE = "task_state"
     STATUS_MALFORMED = "status_malformed"
     REQUIRED_MISSING = "required_missing"
+    # Progress of RUNNING sink tasks (opt-in, Kafka read by the sidecar).
+    TASK_STALLED = "task_stalled"
+    TASK_NOT_CONSUMING = "task_not_consuming"
 
 
 class Reason(msgspec.Struct, frozen=True, omit_defaults=True):

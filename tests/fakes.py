@@ -154,6 +154,13 @@ class FakeConnect:
                     json={"error_code": 404, "message": f"No status found for connector {name}"},
                 )
             return httpx.Response(200, json=self.connectors[name])
+        if len(parts) == 4 and parts[1] == "connectors" and parts[3] == "config":
+            name = unquote(parts[2])
+            if name not in self.connectors:
+                return _error(404, f"Connector {name} not found")
+            return httpx.Response(
+                200, json={"name": name, "connector.class": "org.example.Connector"}
+            )
         return httpx.Response(404, json={"error_code": 404, "message": "HTTP 404 Not Found"})
 
     def _restart(self, request: httpx.Request, path: str) -> httpx.Response:
