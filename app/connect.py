@@ -222,7 +222,14 @@ class ConnectClient:
                 await self._renew_if_interrupted()
                 self._in_flight += 1
                 try:
-                    return await self._send(method, path, params)
+                    try:
+                        return await self._send(method, path, params)
+                    except httpx.RemoteProtocolError as exc:
+                        if method != "GET" or not _stale_connection(exc):
+                            raise
+                        # A kept-alive connection the server had just closed: a GET is safe
+                        # to send again, once, on a new connection (within the same deadline).
+                        return await self._send(method, path, params)
                 except BaseException:  # failed, timed out, or cancelled with a failing sibling
                     self._interrupted = True
                     raise
@@ -555,6 +562,11 @@ def _transport_detail(exc: httpx.TransportError) -> str:
             return os.strerror(cause.errno) if cause.errno else str(cause.strerror)
         cause = cause.__cause__ or cause.__context__
     return str(exc) or type(exc).__name__
+
+
+def _stale_connection(exc: httpx.RemoteProtocolError) -> bool:
+    """httpcore's words for a connection closed before any byte of the answer arrived."""
+    return "without sending a response" in str(exc)
 
 
 def _is_json(raw: RawResponse) -> bool:

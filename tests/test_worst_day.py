@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from app import httpdate
 from app.cli import main
-from app.connect import ConnectClient, build_http_client
+from app.connect import ConnectClient, ConnectUnreachable, build_http_client
 from app.decoding import EXPOSED_TRACE_CHARS, TraceKeeper
 from app.memory import MiB, container_memory_limit, envelope_cap, expected_peak, response_cap
 from app.models import ConnectorStatus, InstanceStatus, TaskStatus
@@ -375,3 +375,33 @@ def test_the_date_header_is_computed_once_per_second(monkeypatch: pytest.MonkeyP
     assert httpdate.date_headers() is first
     now[0] += 0.2
     assert httpdate.date_headers() == [(b"date", b"Mon, 21 Sep 2026 14:13:21 GMT")]
+
+
+@pytest.mark.anyio
+async def test_a_get_on_a_connection_the_server_just_closed_is_sent_again_once() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"version": "4.1.0"})
+
+    settings = Settings()
+    async with build_http_client(settings, httpx.MockTransport(handler)) as http:
+        raw = await ConnectClient(http, settings).get("/")
+    assert raw.status_code == 200
+    assert calls == ["/", "/"]
+
+    def always_closed(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    calls.clear()
+    async with build_http_client(settings, httpx.MockTransport(always_closed)) as http:
+        client = ConnectClient(http, settings)
+        with pytest.raises(ConnectUnreachable, match="Server disconnected"):
+            await client.get("/")
+        with pytest.raises(ConnectUnreachable):
+            await client.post("/connectors/x/restart")  # never repeated: not idempotent
+    assert calls == ["/", "/", "/connectors/x/restart"]
