@@ -4,7 +4,7 @@ observer). Once per change, never per probe or per poll; a mass change is summar
 import logging
 from collections import Counter
 
-from app.decoding import first_line
+from app.connect.decoding import first_line
 from app.logs import safe
 from app.pollstate import PollState
 from app.rules import Rules

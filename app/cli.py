@@ -18,7 +18,7 @@ from pydantic_settings import SettingsError
 
 from app import __version__
 from app.clock import SystemClock
-from app.connect import ConnectClient, build_http_client
+from app.connect.client import ConnectClient, build_http_client
 from app.core import build_core
 from app.logs import configure_logging
 from app.main import create_app, resolve_identity
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(msgspec.json.format(body.decode(), indent=2) + "\n")
         return EXIT_OK if ok else EXIT_UNHEALTHY
     configure_logging(settings.log_level, settings.log_format)
-    from app.server import serve
+    from app.serving.server import serve
 
     serve(create_app(settings), settings)
     return EXIT_OK

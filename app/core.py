@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from app.answers import AnswerCache
 from app.changelog import ChangeLog, VerdictLog
 from app.clock import Clock
-from app.connect import ConnectClient
+from app.connect.client import ConnectClient
 from app.identity import Identity
 from app.poller import Poller, PollObserver
 from app.restart import Restarter

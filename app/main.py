@@ -11,14 +11,14 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.answers import AnswerCache
-from app.api import build_router, install_openapi_components
 from app.clock import Clock, SystemClock
-from app.connect import ConnectClient, build_http_client
+from app.connect.client import ConnectClient, build_http_client
 from app.core import Core, build_core
-from app.fastpath import ProbeFastPath
 from app.identity import Identity, detect_identity, explicit_identity, local_host_names
 from app.memory import container_memory_limit, response_cap
 from app.metrics import Metrics
+from app.serving.fastpath import ProbeFastPath
+from app.serving.routes import build_router, install_openapi_components
 from app.settings import Settings
 from app.statuspage import status_body
 

@@ -31,7 +31,7 @@ from prometheus_client.metrics_core import Metric
 
 from app import __version__
 from app.clock import Clock
-from app.connect import (
+from app.connect.client import (
     ConnectAuthError,
     ConnectBadResponse,
     ConnectHTTPError,

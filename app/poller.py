@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.clock import Clock
-from app.connect import ConnectClient, ConnectError, ConnectHTTPError
+from app.connect.client import ConnectClient, ConnectError, ConnectHTTPError
+from app.connect.models import ConnectorStatus, ServerInfo, Snapshot, Statuses, WorkerHealth
 from app.liveness import counts_against_liveness, startup_rearmed
 from app.logs import safe
-from app.models import ConnectorStatus, ServerInfo, Snapshot, Statuses, WorkerHealth
 from app.pollstate import PollFailure, PollState
 from app.tracking import Change, StateTracker
 from app.wire import ReasonCode

@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from app.models import ServerInfo, Snapshot
+from app.connect.models import ServerInfo, Snapshot
 from app.tracking import Tracked
 from app.wire import ReasonCode
 

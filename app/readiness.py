@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from app.models import MalformedStatus
+from app.connect.models import MalformedStatus
 from app.pollstate import PollState
 from app.rules import Rules
 from app.states import FAILED

@@ -5,7 +5,7 @@ from typing import Any
 
 import msgspec
 
-from app.decoding import first_line
+from app.connect.decoding import first_line
 from app.identity import Identity
 from app.pollstate import PollState
 from app.rules import Rules

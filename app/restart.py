@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from app.clock import Clock
-from app.connect import (
+from app.connect.client import (
     ConnectClient,
     ConnectConflict,
     ConnectError,

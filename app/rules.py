@@ -8,8 +8,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Self
 
+from app.connect.models import MalformedStatus
 from app.identity import Identity
-from app.models import MalformedStatus
 from app.selection import ConnectorSelector
 from app.settings import MaxUnhealthy, Settings
 from app.states import TRANSIENT_STATES

@@ -8,7 +8,7 @@ object already UNASSIGNED when the sidecar starts gets a fresh grace period.
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from app.models import ConnectorStatus
+from app.connect.models import ConnectorStatus
 
 
 @dataclass(frozen=True, slots=True)

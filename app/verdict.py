@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from app.decoding import first_line
+from app.connect.decoding import first_line
 from app.rules import ObjectView
 from app.states import FAILED, KNOWN_STATES
 from app.wire import Reason, ReasonCode

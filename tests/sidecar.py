@@ -7,7 +7,7 @@ from typing import Any, Self
 import httpx
 
 from app.answers import AnswerCache
-from app.connect import ConnectClient, build_http_client
+from app.connect.client import ConnectClient, build_http_client
 from app.core import Core, build_core
 from app.identity import detect_identity, explicit_identity
 from app.poller import Poller, PollObserver

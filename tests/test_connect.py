@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.connect import (
+from app.connect.client import (
     ConnectBadResponse,
     ConnectClient,
     ConnectUnreachable,

@@ -1,10 +1,10 @@
 """Whatever arrives on the sidecar's own port: a real ``connect-probe`` process, raw sockets.
 
-Limits (``app.httpguard``): a request head (request line + headers) over 16 KiB is refused with
-414 (request line) or 431 (headers) and the connection closed; a connection that has not sent a
-complete head 10 s after it opened (or after its previous response) is closed. httptools itself
-rejects malformed requests with 400. Nothing here may produce a 5xx other than a probe's 503,
-crash the process, or grow its memory.
+Limits (``app.serving.headguard``): a request head (request line + headers) over 16 KiB is
+refused with 414 (request line) or 431 (headers) and the connection closed; a connection that
+has not sent a complete head 10 s after it opened (or after its previous response) is closed.
+httptools itself rejects malformed requests with 400. Nothing here may produce a 5xx other than a
+probe's 503, crash the process, or grow its memory.
 """
 
 import asyncio
@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from app import httpguard
-from app.httpguard import MAX_HEAD_BYTES, GuardedHttpToolsProtocol
+from app.serving.headguard import MAX_HEAD_BYTES, GuardedHttpToolsProtocol
 from tests.faulty_connect import THIS_WORKER, FaultyConnect, connector
 from tests.processes import RunningSidecar, free_port, run_sidecar
 

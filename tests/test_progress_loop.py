@@ -74,7 +74,7 @@ class Progress:
         self.sidecar, self.reader, self.registry = sidecar, reader, registry
         http = sidecar._http
         assert http is not None
-        from app.connect import ConnectClient
+        from app.connect.client import ConnectClient
 
         rules = Rules.from_settings(sidecar.settings, sidecar.answers.identity)
         self.runtime: ProgressRuntime = build(

@@ -11,9 +11,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.connect.models import ConnectorStatus, InstanceStatus, Snapshot, TaskStatus, WorkerHealth
 from app.identity import explicit_identity
 from app.liveness import evaluate_live
-from app.models import ConnectorStatus, InstanceStatus, Snapshot, TaskStatus, WorkerHealth
 from app.pollstate import PollState
 from app.readiness import evaluate_ready
 from app.rules import Rules

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.connect import supports_restart_plan
+from app.connect.client import supports_restart_plan
 from app.metrics import Metrics
 from app.restart import Restarter, backoff_delay
 from app.settings import Settings

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from app.connect import ConnectClient, ConnectError, build_http_client, path_segment
+from app.connect.client import ConnectClient, ConnectError, build_http_client, path_segment
 from app.logs import safe
 from app.settings import Settings
 from tests.fakes import FakeConnect, status

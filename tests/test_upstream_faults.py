@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from app.clock import SystemClock
-from app.connect import (
+from app.connect.client import (
     ConnectBadResponse,
     ConnectClient,
     ConnectTimeout,

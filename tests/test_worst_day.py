@@ -10,14 +10,14 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from app import httpdate
 from app.cli import main
-from app.connect import ConnectClient, ConnectUnreachable, build_http_client
-from app.decoding import EXPOSED_TRACE_CHARS, TraceKeeper
+from app.connect.client import ConnectClient, ConnectUnreachable, build_http_client
+from app.connect.decoding import EXPOSED_TRACE_CHARS, TraceKeeper
+from app.connect.models import ConnectorStatus, InstanceStatus, TaskStatus
 from app.memory import MiB, container_memory_limit, envelope_cap, expected_peak, response_cap
-from app.models import ConnectorStatus, InstanceStatus, TaskStatus
 from app.poller import Poller
 from app.pollstate import PollState
+from app.serving import httpdate
 from app.settings import Settings
 from app.tracking import Change
 from tests.fakes import Canned, FakeClock, FakeConnect, status

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from app.clock import Clock
-from app.connect import ConnectClient
+from app.connect.client import ConnectClient
 from app.logs import safe
 from app.pollstate import PollState
 from app.progress.config import ProgressConfig

@@ -12,7 +12,7 @@ from typing import Final
 
 import msgspec
 
-from app.connect import ConnectClient, ConnectError, path_segment
+from app.connect.client import ConnectClient, ConnectError, path_segment
 from app.logs import safe
 from app.progress.config import ProgressConfig
 from app.progress.rules import TaskRef

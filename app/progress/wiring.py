@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from app.answers import AnswerCache
 from app.clock import Clock
-from app.connect import ConnectClient
+from app.connect.client import ConnectClient
 from app.pollstate import PollState
 from app.progress.config import ProgressConfig
 from app.progress.loop import ProgressLoop

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.httpdate import date_headers
+from app.serving.httpdate import date_headers
 
 # The request line plus all headers; kubelet's probe heads are ~100 bytes.
 MAX_HEAD_BYTES: Final = 16 * 1024
@@ -85,7 +85,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_bytes = None
         self._cancel_head_timer()
-        # Every answer to this request starts with these (app/httpdate: no timer needed).
+        # Every answer to this request starts with these (app/serving/httpdate: no timer needed).
         self.server_state.default_headers = date_headers()
         super().on_headers_complete()
 

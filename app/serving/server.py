@@ -3,9 +3,9 @@
 Stock uvicorn wakes every 0.1 s to refresh its Date header and look for a shutdown request; on
 these machines that alone costs ~2 ms CPU per second, more than the exec probe we replace. Here the
 main loop sleeps until a signal arrives, and the Date header is computed when a request arrives
-instead (app/httpdate, set by app/httpguard). ``LeanServer`` overrides uvicorn internals
-(``main_loop``, ``handle_exit``) and app/httpguard subclasses its httptools protocol: the uvicorn
-version range in pyproject.toml is the one these were tested with.
+instead (app/serving/httpdate, set by app/serving/headguard). ``LeanServer`` overrides uvicorn
+internals (``main_loop``, ``handle_exit``) and app/serving/headguard subclasses its httptools
+protocol: the uvicorn version range in pyproject.toml is the one these were tested with.
 """
 
 import asyncio
@@ -16,8 +16,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from app.httpguard import GuardedHttpToolsProtocol
 from app.logs import logging_config
+from app.serving.headguard import GuardedHttpToolsProtocol
 from app.settings import Settings
 
 # Seconds uvicorn waits for open connections on SIGTERM; well under Kubernetes' default 30 s.

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from app.decoding import (
+from app.connect.decoding import (
     Known,
     TraceKeeper,
     decode_entries,
@@ -37,8 +37,7 @@ from app.decoding import (
     decode_status,
     describe_error,
 )
-from app.memory import container_memory_limit, response_cap
-from app.models import (
+from app.connect.models import (
     ConnectorStatus,
     HealthBody,
     MalformedStatus,
@@ -46,6 +45,7 @@ from app.models import (
     Statuses,
     WorkerHealth,
 )
+from app.memory import container_memory_limit, response_cap
 from app.settings import Settings
 from app.wire import ReasonCode
 

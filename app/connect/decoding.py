@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
-from app.models import (
+from app.connect.models import (
     ConnectorStatus,
     ExpandedEntry,
     InstanceStatus,

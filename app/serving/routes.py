@@ -67,7 +67,7 @@ def build_router(
         return register
 
     def probe(name: str) -> Response:
-        # Normally answered earlier by app.fastpath; kept so the schema and any mount still work.
+        # Normally answered earlier by app.serving.fastpath; kept for the schema and any mount.
         return _respond(answer_probe(answers_source(), name))
 
     @get_and_head(

@@ -1,8 +1,8 @@
 """The ``Date`` header, computed when an answer is sent and cached for the second it names.
 
-RFC 9110 §6.6.1 wants ``Date`` on 2xx/4xx answers from a server with a clock. Stock uvicorn keeps
-it fresh with a 10 Hz timer (the wake-up this sidecar removed, see app/server.py); here it is
-refreshed when a request head completes, so an idle sidecar never wakes up for it.
+RFC 9110 §6.6.1 wants ``Date`` on 2xx/4xx answers from a server with a clock. Stock uvicorn
+keeps it fresh with a 10 Hz timer (the wake-up this sidecar removed, see app/serving/server.py);
+here it is refreshed when a request head completes, so an idle sidecar never wakes up for it.
 """
 
 import time
