@@ -80,9 +80,12 @@ class Poller:
         """
         backoff = CRASH_BACKOFF_FIRST
         while True:
+            polls_before = self.state.polls
             try:
                 await self._loop()
             except Exception as exc:
+                if self.state.polls > polls_before + 1:  # it had worked again meanwhile
+                    backoff = CRASH_BACKOFF_FIRST
                 count = self.crash.count + 1 if self.crash is not None else 1
                 self.crash = LoopCrash(count, self._clock.monotonic(), _describe(exc))
                 logger.exception(
