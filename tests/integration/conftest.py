@@ -16,11 +16,11 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.realconnect.artifacts import SetupError, ensure_artifacts
-from tests.realconnect.cluster import RunDir, start_broker
-from tests.realconnect.probe import probe_executable
-from tests.realconnect.procs import raise_on_termination, restore_handlers, stop_all
-from tests.realconnect.session import RealConnect
+from tools.realconnect.artifacts import SetupError, ensure_artifacts
+from tools.realconnect.cluster import RunDir, start_broker
+from tools.realconnect.probe import probe_executable
+from tools.realconnect.procs import raise_on_termination, restore_handlers, stop_all
+from tools.realconnect.session import RealConnect
 
 KEEP_LOGS_ENV = "CONNECT_PROBE_REALCONNECT_KEEP_LOGS"
 RUN_KEY = pytest.StashKey["RealConnect"]()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.realconnect.cluster import Worker
-from tests.realconnect.configs import file_sink
-from tests.realconnect.rest import Connectors
-from tests.realconnect.session import RealConnect
-from tests.realconnect.wait import wait_until
+from tools.realconnect.cluster import Worker
+from tools.realconnect.configs import file_sink
+from tools.realconnect.rest import Connectors
+from tools.realconnect.session import RealConnect
+from tools.realconnect.wait import wait_until
 
 pytestmark = pytest.mark.realconnect
 

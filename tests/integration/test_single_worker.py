@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.realconnect.cluster import Worker
-from tests.realconnect.configs import failing_source, file_sink, file_source
-from tests.realconnect.probe import Probe
-from tests.realconnect.rest import Connectors
-from tests.realconnect.session import RealConnect
+from tools.realconnect.cluster import Worker
+from tools.realconnect.configs import failing_source, file_sink, file_source
+from tools.realconnect.probe import Probe
+from tools.realconnect.rest import Connectors
+from tools.realconnect.session import RealConnect
 
 pytestmark = pytest.mark.realconnect
 

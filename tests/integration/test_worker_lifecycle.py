@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.realconnect.cluster import Broker, port_open, start_broker
-from tests.realconnect.configs import file_source
-from tests.realconnect.probe import Answer
-from tests.realconnect.session import RealConnect
-from tests.realconnect.wait import GiveUp, wait_until
+from tools.realconnect.cluster import Broker, port_open, start_broker
+from tools.realconnect.configs import file_source
+from tools.realconnect.probe import Answer
+from tools.realconnect.session import RealConnect
+from tools.realconnect.wait import GiveUp, wait_until
 
 pytestmark = pytest.mark.realconnect
 

@@ -8,7 +8,7 @@
 * :mod:`.procs` stops exactly the processes it started, by PID.
 * :mod:`.demo` is ``make demo``.
 
-Imported as ``tests.realconnect`` from the repository root (as pytest and the other test helpers
-do); ``python -m tests.realconnect.artifacts`` / ``python -m tests.realconnect.demo`` run the
+Imported as ``tools.realconnect`` from the repository root (as pytest and the other test helpers
+do); ``python -m tools.realconnect.artifacts`` / ``python -m tools.realconnect.demo`` run the
 setup and the demo. Needs only the standard library and httpx (no pytest).
 """

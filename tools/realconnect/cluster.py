@@ -1,26 +1,31 @@
-"""Start the in-memory broker and real Kafka Connect 3.9 workers (distributed mode) on loopback.
+"""Start a real Apache Kafka broker and real Kafka Connect workers (distributed mode) on loopback.
 
-Each :class:`ConnectCluster` is one Connect group (own ``group.id`` and internal topics) on a
-shared :class:`Broker`; its :class:`Worker` processes listen on free ``127.0.0.1`` ports and
-advertise ``127.0.0.1:PORT``, so ``worker_id == "127.0.0.1:PORT"``. Logs, configs and log4j2
-settings are written to a per-run directory (:class:`RunDir`).
+The :class:`Broker` is the official ``kafka.Kafka`` in KRaft mode (one node, broker and
+controller), its storage formatted by Kafka's own tool in a fresh directory of the run. Each
+:class:`ConnectCluster` is one Connect group (own ``group.id`` and internal topics) of one Connect
+release on that broker; its :class:`Worker` processes listen on free ``127.0.0.1`` ports and
+advertise ``127.0.0.1:PORT``, so ``worker_id == "127.0.0.1:PORT"``. Logs, configs and data are
+written to a per-run directory (:class:`RunDir`).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.realconnect.artifacts import Artifacts, require_java
-from tests.realconnect.procs import ManagedProcess
-from tests.realconnect.rest import ConnectClient
-from tests.realconnect.wait import GiveUp, WaitTimeout, wait_until
+from tools.realconnect.artifacts import Artifacts, ConnectDist, require_java
+from tools.realconnect.procs import ManagedProcess
+from tools.realconnect.rest import ConnectClient
+from tools.realconnect.wait import GiveUp, WaitTimeout, wait_until
 
 LOGS_ENV = "CONNECT_PROBE_REALCONNECT_LOGS"
 DEFAULT_LOGS = Path(__file__).resolve().parent / "logs"  # git-ignored
@@ -28,10 +33,12 @@ KEEP_RUNS = 10
 
 # Small, quick-starting JVMs (2-core CI machines): serial GC, C1 only, small heaps.
 JVM_COMMON = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
-BROKER_JVM = ("-Xms32m", "-Xmx128m")
+BROKER_JVM = ("-Xms64m", "-Xmx384m")
 WORKER_JVM = ("-Xms64m", "-Xmx512m")
 # Logged by ConnectDistributed when startup fails (e.g. its port is taken).
 FATAL_STARTUP_ERROR = "Stopping due to error (org.apache.kafka.connect.cli.AbstractConnectCli)"
+# Logged by the DistributedHerder on each join of the Connect group (3.6 to 4.x).
+JOINED = "Joined group at generation"
 # JVM system property naming the worker; the test plugin's fail.task.on.worker compares it.
 WORKER_ID_PROPERTY = "realconnect.worker.id"
 
@@ -45,6 +52,12 @@ rootLogger.level = INFO
 rootLogger.appenderRef.out.ref = out
 logger.kafka.name = org.apache.kafka
 logger.kafka.level = WARN
+logger.broker.name = kafka
+logger.broker.level = WARN
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
 logger.connect.name = org.apache.kafka.connect
 logger.connect.level = INFO
 logger.isolation.name = org.apache.kafka.connect.runtime.isolation
@@ -73,6 +86,10 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:3])
+
+
 class RunDir:
     """``<logs>/<prefix>-<time>-<pid>/``: every log and config of one run. Old runs are pruned."""
 
@@ -97,19 +114,118 @@ class RunDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+BROKER_PROPERTIES = """\
+# Single-node KRaft: this process is broker and controller (Apache Kafka {version}).
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}
+log.dirs={data_dir}
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+# One partition each instead of 50: a single node, and far less start-up work on 2 cores.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+group.initial.rebalance.delay.ms={initial_rebalance_delay_ms}
+"""
+# Logged by kafka.server.KafkaRaftServer once the broker serves requests.
+BROKER_STARTED = "Kafka Server started"
+
+
+def cluster_id() -> str:
+    """A random KRaft cluster id, as ``kafka-storage.sh random-uuid`` makes: 16 random bytes in
+    URL-safe base64 without padding (not starting with ``-``, which a CLI would take as a flag)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
 @dataclass
 class Broker:
-    """The in-memory Kafka-protocol broker (``MiniKafkaBroker.java``)."""
+    """A real Apache Kafka broker+controller (``kafka.Kafka``), one node, KRaft.
 
-    proc: ManagedProcess
+    Its data directory is formatted once by Kafka's own storage tool; :meth:`start` after
+    :meth:`stop` or :meth:`kill` brings the same node back on the same ports and data.
+    """
+
+    artifacts: Artifacts
+    run: RunDir
+    name: str
     port: int
+    controller_port: int
+    config_path: Path
+    log_path: Path
+    proc: ManagedProcess | None = None
+    starts: int = 0
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        self.proc.stop()
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.alive
+
+    def start(self, timeout: float = 90.0) -> float:
+        """Starts the JVM and waits until it serves; returns the seconds that took."""
+        if self.alive:
+            raise RuntimeError(f"{self.name} is already running")
+        java = require_java("java")
+        cmd = [
+            java, *JVM_COMMON, *BROKER_JVM,
+            f"-Dlog4j2.configurationFile=file:{_log4j_file(self.run)}",
+            f"-Dkafka.logs.dir={self.run.path}",
+            "-cp", self.artifacts.broker_classpath, "kafka.Kafka", str(self.config_path),
+        ]  # fmt: skip
+        self.starts += 1
+        proc = ManagedProcess(self.name, cmd, self.log_path)
+        self.proc = proc
+        offset = _size(self.log_path)
+
+        def serving() -> bool:
+            if not proc.alive:
+                raise _died(proc)
+            return _log_has(self.log_path, BROKER_STARTED, offset) and port_open(self.port)
+
+        try:
+            wait_until(serving, timeout=timeout, interval=0.05, what=f"{self.name} to serve")
+        except BaseException:
+            proc.stop()
+            raise
+        return time.monotonic() - proc.started
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful stop (SIGTERM; SIGKILL after ``timeout``); resumes a SIGSTOPped one first."""
+        if self.proc is not None:
+            self.proc.stop(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process keeps its sockets open but answers nothing (a hung broker)."""
+        assert self.proc is not None
+        self.proc.pause()
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.resume()
+
+    def rss_kib(self) -> int | None:
+        return self.proc.rss_kib() if self.proc is not None else None
 
 
 def start_broker(
@@ -118,37 +234,78 @@ def start_broker(
     *,
     name: str = "broker",
     initial_rebalance_delay_ms: int = 0,
-    timeout: float = 30.0,
+    timeout: float = 90.0,
 ) -> Broker:
-    """Starts the broker on a free port (it binds port 0 itself) and waits until it listens.
-
-    ``initial_rebalance_delay_ms`` delays the first rebalance of an empty group, like Kafka's
-    ``group.initial.rebalance.delay.ms`` (3 s in a real broker, 0 here by default): a worker then
-    stays in its "REST up, /health 503 starting" phase at least that long.
+    """Formats a fresh data directory with Kafka's storage tool and starts the broker on free
+    ports. ``initial_rebalance_delay_ms``: the broker's ``group.initial.rebalance.delay.ms``
+    (3 s in Kafka's defaults; 0 here unless asked, so that each new Connect group joins at once).
     """
     java = require_java("java")
-    port_file = run.path / f"{name}.port"
+    for attempt in range(3):
+        port, controller_port = free_port(), free_port()
+        data_dir = run.sub(f"{name}-data")
+        shutil.rmtree(data_dir)
+        config_path = run.path / f"{name}.properties"
+        config_path.write_text(
+            BROKER_PROPERTIES.format(
+                version=artifacts.broker_version,
+                port=port,
+                controller_port=controller_port,
+                data_dir=data_dir,
+                initial_rebalance_delay_ms=initial_rebalance_delay_ms,
+            )
+        )
+        log_path = run.path / f"{name}.log"
+        _log4j_file(run)
+        format_storage(java, artifacts, config_path, log_path)
+        broker = Broker(artifacts, run, name, port, controller_port, config_path, log_path)
+        try:
+            broker.start(timeout)
+            return broker
+        except ProcessDied as exc:
+            if "Address already in use" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def format_storage(java: str, artifacts: Artifacts, config_path: Path, log_path: Path) -> None:
+    """``kafka-storage.sh format --standalone -t <id> -c <config>``: Kafka's own tool."""
     cmd = [
-        java, *JVM_COMMON, *BROKER_JVM,
-        "-Dslf4j.provider=org.slf4j.helpers.NOP_SLF4JServiceProvider",
-        "-cp", artifacts.broker_classpath, "MiniKafkaBroker",
-        "--port", "0", "--port-file", str(port_file), "--cluster-id", f"realconnect-{name}",
-        "--initial-rebalance-delay-ms", str(initial_rebalance_delay_ms),
+        java, *JVM_COMMON, "-Xmx128m",
+        "-Dlog4j2.configurationFile=file:" + str(config_path.parent / "log4j2.properties"),
+        "-cp", artifacts.broker_classpath, "kafka.tools.StorageTool",
+        "format", "--standalone", "-t", cluster_id(), "-c", str(config_path),
     ]  # fmt: skip
-    proc = ManagedProcess(name, cmd, run.path / f"{name}.log")
+    with log_path.open("ab") as log:
+        log.write(f"# {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
+        log.flush()
+        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+        raise ProcessDied(f"kafka-storage format exited with {done.returncode}:\n{tail}")
 
-    def listening() -> int | None:
-        if not proc.alive:
-            raise _died(proc)
-        text = port_file.read_text().strip() if port_file.exists() else ""
-        return int(text) if text and port_open(int(text)) else None
 
+def _log4j_file(run: RunDir) -> Path:
+    path = run.path / "log4j2.properties"
+    if not path.exists():
+        path.write_text(LOG4J2)
+    return path
+
+
+def _size(path: Path) -> int:
     try:
-        port = wait_until(listening, timeout=timeout, interval=0.05, what=f"{name} to listen")
-    except BaseException:
-        proc.stop()
-        raise
-    return Broker(proc, port)
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _log_has(path: Path, text: str, offset: int) -> bool:
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            return text.encode() in log.read()
+    except OSError:
+        return False
 
 
 class ProcessDied(GiveUp):
@@ -171,10 +328,11 @@ class Worker:
     config_path: Path
     log_path: Path
     java: str
-    artifacts: Artifacts
+    dist: ConnectDist
     log4j_path: Path
     proc: ManagedProcess | None = None
     client: ConnectClient = field(init=False)
+    _log_offset: int = 0
 
     def __post_init__(self) -> None:
         self.client = ConnectClient(self.url)
@@ -191,6 +349,10 @@ class Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive
 
+    @property
+    def version(self) -> str:
+        return self.dist.version
+
     def launch(self) -> None:
         """Starts the JVM without waiting (see :meth:`wait_healthy`)."""
         if self.alive:
@@ -199,13 +361,24 @@ class Worker:
             self.java, *JVM_COMMON, *WORKER_JVM,
             f"-Dlog4j2.configurationFile=file:{self.log4j_path}",
             f"-D{WORKER_ID_PROPERTY}={self.worker_id}",
-            "-cp", self.artifacts.worker_classpath,
+            "-cp", self.dist.classpath,
             "org.apache.kafka.connect.cli.ConnectDistributed", str(self.config_path),
         ]  # fmt: skip
+        self._log_offset = _size(self.log_path)
         self.proc = ManagedProcess(self.name, cmd, self.log_path)
 
+    @property
+    def has_health(self) -> bool:
+        """``GET /health`` exists from Connect 3.9 on (KIP-1017)."""
+        return version_tuple(self.version) >= (3, 9)
+
+    def joined(self) -> bool:
+        """Whether this run of the worker has logged its first group join (every version)."""
+        return _log_has(self.log_path, JOINED, self._log_offset)
+
     def wait_healthy(self, timeout: float = 90.0) -> float:
-        """Waits for ``GET /health`` 200; returns seconds since launch. Fails early if it dies."""
+        """Waits for ``GET /health`` 200 (before 3.9: ``GET /connectors`` 200 after the first
+        group join in the log); returns seconds since launch. Fails early if it dies."""
         proc = self.proc
         if proc is None:
             raise RuntimeError(f"{self.name} was not launched")
@@ -216,10 +389,12 @@ class Worker:
             if proc.log_contains(FATAL_STARTUP_ERROR):  # exits, but may take ~30 s to do so
                 proc.kill()
                 raise _died(proc)
-            return self.client.is_healthy(timeout=2.0)  # /health waits while starting
+            if self.has_health:
+                return self.client.is_healthy(timeout=2.0)  # /health waits while starting
+            return self.joined() and self.client.answers(timeout=2.0)
 
         try:
-            wait_until(healthy, timeout=timeout, interval=0.1, what=f"{self.name} /health 200")
+            wait_until(healthy, timeout=timeout, interval=0.1, what=f"{self.name} healthy")
         except WaitTimeout as exc:
             raise WaitTimeout(f"{exc}\nlog {proc.log_path}:\n{proc.log_tail()}") from None
         return time.monotonic() - proc.started
@@ -238,7 +413,7 @@ class Worker:
 
 
 class ConnectCluster:
-    """One Connect group: shared ``group.id`` and internal topics, any number of workers."""
+    """One Connect group of one release: ``group.id``, internal topics, any number of workers."""
 
     def __init__(
         self,
@@ -247,10 +422,12 @@ class ConnectCluster:
         run: RunDir,
         name: str,
         *,
+        version: str | None = None,
         rebalance_delay_ms: int | None = None,
         worker_overrides: Mapping[str, str] | None = None,
     ) -> None:
         self.artifacts = artifacts
+        self.dist = artifacts.dist(version)
         self.broker = broker
         self.run = run
         self.name = name
@@ -259,9 +436,7 @@ class ConnectCluster:
         self.overrides = dict(worker_overrides or {})
         self.workers: list[Worker] = []
         self.java = require_java("java")
-        self.log4j_path = run.path / "log4j2.properties"
-        if not self.log4j_path.exists():
-            self.log4j_path.write_text(LOG4J2)
+        self.log4j_path = _log4j_file(run)
 
     def worker_config(self, port: int) -> dict[str, str]:
         config = {
@@ -283,7 +458,7 @@ class ConnectCluster:
             "listeners": f"http://127.0.0.1:{port}",
             "rest.advertised.host.name": "127.0.0.1",
             "rest.advertised.port": str(port),
-            "plugin.path": str(self.artifacts.plugin_dir),
+            "plugin.path": str(self.dist.plugin_dir),
             "plugin.discovery": "service_load",
         }
         if self.rebalance_delay_ms is not None:
@@ -307,7 +482,7 @@ class ConnectCluster:
             config_path=config_path,
             log_path=self.dir / f"worker{index}.log",
             java=self.java,
-            artifacts=self.artifacts,
+            dist=self.dist,
             log4j_path=self.log4j_path,
         )
         self.workers.append(worker)
@@ -315,7 +490,7 @@ class ConnectCluster:
 
     def start_workers(self, count: int, *, timeout: float = 90.0) -> list[Worker]:
         """Starts ``count`` new workers one after the other (the first becomes the group leader)
-        and waits until each one's ``/health`` says 200."""
+        and waits until each one is healthy (see :meth:`Worker.wait_healthy`)."""
         started = []
         for _ in range(count):
             for attempt in range(3):

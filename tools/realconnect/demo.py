@@ -4,7 +4,7 @@ Starts everything, creates a sample FileStreamSource connector, prints the curl 
 resume, break and fix it, then prints every change of ``/ready`` and ``/live`` until Ctrl-C (SIGINT)
 or SIGTERM, when it stops exactly the processes it started.
 
-    python -m tests.realconnect.demo [--probe-port 18083] [--connect-port N] [--duration SECONDS]
+    python -m tools.realconnect.demo [--probe-port 18083] [--connect-port N] [--duration SECONDS]
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.realconnect.artifacts import SetupError, ensure_artifacts
-from tests.realconnect.cluster import ConnectCluster, RunDir, Worker, start_broker
-from tests.realconnect.configs import FILE_SINK, file_source
-from tests.realconnect.probe import Probe, probe_executable
-from tests.realconnect.procs import (
+from tools.realconnect.artifacts import SetupError, ensure_artifacts
+from tools.realconnect.cluster import ConnectCluster, RunDir, Worker, start_broker
+from tools.realconnect.configs import FILE_SINK, file_source
+from tools.realconnect.probe import Probe, probe_executable
+from tools.realconnect.procs import (
     Terminated,
     raise_on_termination,
     restore_handlers,
