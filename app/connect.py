@@ -28,6 +28,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
+from app.healthstage import kafka_stage
 from app.models import (
     ConnectorStatus,
     ExpandedEntry,
@@ -423,6 +424,8 @@ class ConnectClient:
             return WorkerHealth("healthy", message)
         if raw.status_code == 503 or body.status == "starting":
             return WorkerHealth("starting", message)
+        if kafka_stage(message) is not None:
+            return WorkerHealth("kafka_unreachable", message)
         return WorkerHealth("unhealthy", message)
 
     async def fetch_server_info(self) -> ServerInfo | None:

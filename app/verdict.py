@@ -227,6 +227,16 @@ def _connection_reasons(state: PollState, rules: Rules, now: float) -> list[Reas
         return [Reason("worker_starting", f"Connect's /health says starting: {health.message}")]
     if health.kind == "unhealthy":
         return [Reason("worker_unhealthy", f"Connect's /health says unhealthy: {health.message}")]
+    if health.kind == "kafka_unreachable":
+        # Not live trouble (the poller counts only unhealthy/timeout): Kafka down is down for
+        # every worker, and restarting them all would only add a rebalance storm when it returns.
+        return [
+            Reason(
+                "kafka_unreachable",
+                "Connect's /health says the worker is stuck waiting on Kafka (its connector "
+                f"statuses are stale): {health.message}",
+            )
+        ]
     if health.kind == "timeout":
         return [Reason("worker_unhealthy", health.message)]
     return []

@@ -22,7 +22,7 @@ from tools.realconnect.rest import Connectors
 from tools.realconnect.session import RealConnect
 from tools.realconnect.wait import wait_until
 
-pytestmark = pytest.mark.realconnect
+pytestmark = pytest.mark.realkafka
 
 # B's work is reassigned this long after B leaves: long enough to watch TRANSIENT_GRACE expire.
 REBALANCE_DELAY_MS = 20_000

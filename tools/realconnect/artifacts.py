@@ -96,7 +96,7 @@ class Artifacts:
         try:
             return self.connect[version]
         except KeyError:
-            raise SetupError(f"Connect {version} was not resolved (have {sorted(self.connect)})")
+            raise SetupError(f"Connect {version} was not resolved") from None
 
 
 def cache_dir() -> Path:
@@ -342,9 +342,7 @@ def _plugin_path(root: Path, version: str, tree: Path, plugin_jar: Path) -> Path
     return target
 
 
-def ensure_artifacts(
-    versions: Iterable[str] = CONNECT_VERSIONS, log: Log = _stderr
-) -> Artifacts:
+def ensure_artifacts(versions: Iterable[str] = CONNECT_VERSIONS, log: Log = _stderr) -> Artifacts:
     """The broker and the given Connect releases, resolved and verified (Maven only if needed)."""
     require_java("java")
     wanted = list(dict.fromkeys(versions))

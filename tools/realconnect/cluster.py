@@ -169,6 +169,7 @@ class Broker:
     log_path: Path
     proc: ManagedProcess | None = None
     starts: int = 0
+    start_seconds: float = 0.0
 
     @property
     def bootstrap(self) -> str:
@@ -204,7 +205,8 @@ class Broker:
         except BaseException:
             proc.stop()
             raise
-        return time.monotonic() - proc.started
+        self.start_seconds = time.monotonic() - proc.started
+        return self.start_seconds
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful stop (SIGTERM; SIGKILL after ``timeout``); resumes a SIGSTOPped one first."""
