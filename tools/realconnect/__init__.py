@@ -1,14 +1,14 @@
-"""Harness for testing against a real Apache Kafka Connect 3.9.0 worker (test-only).
+"""Real Apache Kafka on this machine: the broker and Kafka Connect workers, for the tests and the demo.
 
-* :mod:`.artifacts` fetches, verifies and caches the jars; compiles the Java code.
-* ``java/broker/MiniKafkaBroker.java``: single-node in-memory Kafka-protocol broker (127.0.0.1).
+* :mod:`.artifacts` resolves the official jars from Maven Central with Maven (``maven/*/pom.xml``:
+  broker 4.4.0, Connect 4.3.1 / 3.9.2 / 3.6.2), caches and verifies them, builds the test plugin.
 * ``java/plugin/``: a test-only source connector that fails on demand.
-* :mod:`.cluster` starts the broker and distributed workers on free loopback ports.
+* :mod:`.cluster` starts a single-node KRaft broker and distributed workers on free loopback ports.
 * :mod:`.rest` drives a worker's REST API; :mod:`.probe` runs the sidecar.
 * :mod:`.procs` stops exactly the processes it started, by PID.
-* :mod:`.demo` is ``make demo``.
+* :mod:`.demo` is ``make demo``; :mod:`.lostkafka` is ``make lost-kafka``.
 
-Imported as ``tools.realconnect`` from the repository root (as pytest and the other test helpers
-do); ``python -m tools.realconnect.artifacts`` / ``python -m tools.realconnect.demo`` run the
-setup and the demo. Needs only the standard library and httpx (no pytest).
+Imported as ``tools.realconnect`` from the repository root; ``python -m tools.realconnect.artifacts``
+/ ``python -m tools.realconnect.demo`` run the setup and the demo. Needs only the standard library
+and httpx (no pytest).
 """

@@ -510,7 +510,7 @@ class ConnectCluster:
             started.append(worker)
         return started
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         for worker in reversed(self.workers):
-            worker.stop()
+            worker.stop(timeout)
             worker.client.close()

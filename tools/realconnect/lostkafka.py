@@ -98,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             worker.url,
             data / "sidecar.log",
             executable=probe_executable(),
-            settings={"WORKER_ID": worker.worker_id, "STARTUP_GRACE": "0", "LIVE_GRACE": "60"},
+            settings={
+                "WORKER_ID": worker.worker_id,
+                "STARTUP_GRACE": "0",
+                "LIVE_GRACE": "60",
+                "TIMEOUT": "11",
+                "MAX_AGE": "40",
+            },
         ).start()
         probe.wait_ready(True, timeout=30)
         say(f"Connect {args.version}, broker {artifacts.broker_version}, logs {run}")
