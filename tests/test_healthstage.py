@@ -19,6 +19,8 @@ PREFIX = "Worker was unable to handle this request and may be unable to handle o
         "reclaiming write privileges for the config topic",
         "writing a new session key to the config topic",
         "writing a config for connector orders-sink to the config topic",
+        "stopping 3 and 3 tasks",  # 4.3.1's text, verbatim
+        "stopping 3 connectors and 3 tasks",
     ],
 )
 def test_stages_that_wait_on_kafka(stage: str) -> None:

@@ -34,9 +34,8 @@ from tools.realconnect.wait import GiveUp, wait_until
 pytestmark = pytest.mark.realkafka
 
 OLD = "3.6.2"
-# Longer than the "stopping N connectors and M tasks" stage a worker passes through right after it
-# loses Kafka (task.shutdown.graceful.timeout.ms, 5 s): unhealthy, not yet waiting on Kafka.
-LIVE_GRACE = 20.0
+# Far shorter than the outage: /live must stay 200 although it is long over.
+LIVE_GRACE = 10.0
 REBALANCE_DELAY_MS = 10_000
 SETTINGS = {
     "STARTUP_GRACE": "0",
@@ -46,9 +45,9 @@ SETTINGS = {
     "TRANSIENT_GRACE": "5",
 }
 # How long the outage lasts: long enough for the 4.x worker's herder to block and /health to say so.
-DOWN_SECONDS = 60.0
+DOWN_SECONDS = 45.0
 # Back means: the sidecar ready and every object RUNNING, without a break for this long.
-STABLE_SECONDS = 10.0
+STABLE_SECONDS = 5.0
 
 
 @dataclass

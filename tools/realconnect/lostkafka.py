@@ -62,7 +62,8 @@ def states(body: object) -> str:
 def sample(http: httpx.Client, worker: Worker, probe: Probe, t0: float, phase: str) -> str:
     h_code, h_s, h_body = timed(http, f"{worker.url}/health")
     h_status = h_body.get("status", "") if isinstance(h_body, dict) else ""
-    h_msg = str(h_body.get("message", ""))[:70] if isinstance(h_body, dict) else ""
+    h_msg = str(h_body.get("message", "")) if isinstance(h_body, dict) else ""
+    h_msg = h_msg.split("The worker is currently ", 1)[-1][:90]
     c_code, c_s, c_body = timed(http, f"{worker.url}/connectors?expand=status")
     ready, live = probe.ready(), probe.live()
     return (
