@@ -47,7 +47,7 @@ SETTINGS = {
 # How long the outage lasts: long enough for the 4.x worker's herder to block and /health to say so.
 DOWN_SECONDS = 45.0
 # Back means: the sidecar ready and every object RUNNING, without a break for this long.
-STABLE_SECONDS = 5.0
+STABLE_SECONDS = 12.0
 
 
 @dataclass
