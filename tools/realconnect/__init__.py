@@ -1,4 +1,4 @@
-"""Real Apache Kafka on this machine: the broker and Kafka Connect workers, for the tests and the demo.
+"""Real Apache Kafka on this machine: a broker and Kafka Connect workers, for tests and the demo.
 
 * :mod:`.artifacts` resolves the official jars from Maven Central with Maven (``maven/*/pom.xml``:
   broker 4.4.0, Connect 4.3.1 / 3.9.2 / 3.6.2), caches and verifies them, builds the test plugin.
@@ -8,7 +8,7 @@
 * :mod:`.procs` stops exactly the processes it started, by PID.
 * :mod:`.demo` is ``make demo``; :mod:`.lostkafka` is ``make lost-kafka``.
 
-Imported as ``tools.realconnect`` from the repository root; ``python -m tools.realconnect.artifacts``
-/ ``python -m tools.realconnect.demo`` run the setup and the demo. Needs only the standard library
-and httpx (no pytest).
+Imported as ``tools.realconnect`` from the repository root;
+``python -m tools.realconnect.artifacts`` / ``python -m tools.realconnect.demo`` run the setup and
+the demo. Needs only the standard library and httpx (no pytest).
 """
