@@ -30,7 +30,7 @@ run: install ## serve against $$CONNECT_PROBE_CONNECT_URL (default http://localh
 	$(BIN)/connect-probe
 
 test-unit: install-dev ## fast tests only (no Java, no real Kafka Connect)
-	$(BIN)/pytest -m "not realconnect" -q
+	$(BIN)/pytest -m "not realkafka" -q
 
 test: install-dev ## every test, including the ones against a real Kafka Connect worker
 	$(BIN)/pytest -q

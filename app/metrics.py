@@ -65,7 +65,7 @@ POLL_ERROR_REASONS: tuple[str, ...] = (
 )
 
 # Health kinds that are an answer from /health (the others mean "not asked" or "no /health").
-_HEALTH_ANSWERS = frozenset({"healthy", "starting", "unhealthy", "timeout"})
+_HEALTH_ANSWERS = frozenset({"healthy", "starting", "unhealthy", "kafka_unreachable", "timeout"})
 
 CONNECTOR_STATE = "kafka_connect_connector_state"
 TASK_STATE = "kafka_connect_task_state"

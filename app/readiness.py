@@ -86,6 +86,14 @@ def connection_reasons(state: PollState, rules: Rules, now: float) -> list[Reaso
     if health.kind == "unhealthy":
         message = f"Connect's /health says unhealthy: {health.message}"
         return [Reason(ReasonCode.WORKER_UNHEALTHY, message)]
+    if health.kind == "kafka_unreachable":
+        # Not live trouble (app.liveness): Kafka down is down for every worker, and restarting
+        # them all would only add a rebalance storm when it returns.
+        message = (
+            "Connect's /health says the worker is stuck waiting on Kafka (its connector statuses "
+            f"are stale): {health.message}"
+        )
+        return [Reason(ReasonCode.KAFKA_UNREACHABLE, message)]
     if health.kind == "timeout":
         return [Reason(ReasonCode.WORKER_UNHEALTHY, health.message)]
     return []

@@ -69,7 +69,7 @@ UNCOUNTED: Final = frozenset({CONFLICT, TIMEOUT, UNREACHABLE, NOT_FOUND})
 # intent, RESTARTING means a restart is already under way.
 HANDS_OFF: Final = frozenset({PAUSED, STOPPED, RESTARTING})
 # /health kinds during which restart requests would just queue behind a busy herder thread.
-HOLD_HEALTH: Final = frozenset({"starting", "unhealthy", "timeout"})
+HOLD_HEALTH: Final = frozenset({"starting", "unhealthy", "kafka_unreachable", "timeout"})
 
 ObjectKey = tuple[str, int | None]  # (connector, task id or None for the connector instance)
 

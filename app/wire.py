@@ -31,6 +31,7 @@ class ReasonCode(StrEnum):
     # Connect's own word on the worker (GET /health, Connect >= 3.9).
     WORKER_STARTING = "worker_starting"
     WORKER_UNHEALTHY = "worker_unhealthy"
+    KAFKA_UNREACHABLE = "kafka_unreachable"
     # Connectors and tasks.
     CONNECTOR_STATE = "connector_state"
     TASK_STATE = "task_state"

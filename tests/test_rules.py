@@ -416,7 +416,8 @@ async def test_stale_snapshot_fails_readiness() -> None:
 
 # --- /health --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("example", "code"), [("21", "worker_starting"), ("22", "worker_unhealthy")]
+    ("example", "code"),
+    [("21", "worker_starting"), ("22", "kafka_unreachable"), ("23", "worker_unhealthy")],
 )
 async def test_health_not_healthy_fails_readiness(example: str, code: str) -> None:
     http_status = 503 if example == "21" else 500
@@ -433,7 +434,7 @@ async def test_health_not_healthy_fails_readiness(example: str, code: str) -> No
 async def test_health_unhealthy_fails_liveness_after_grace_but_starting_does_not() -> None:
     clock = FakeClock()
     fake = fake_with(status("orders-sink"))
-    fake.health = (500, load("22"))
+    fake.health = (500, load("23"))
     async with Sidecar(fake, clock, startup_grace=0, live_grace=60) as sidecar:
         await sidecar.poll()
         clock.advance(60)
@@ -442,6 +443,28 @@ async def test_health_unhealthy_fails_liveness_after_grace_but_starting_does_not
         fake.health = (503, load("21"))
         await sidecar.poll()
         assert sidecar.live()[0] == 200
+
+
+async def test_health_stuck_waiting_on_kafka_fails_readiness_not_liveness() -> None:
+    """Kafka down is down for every worker: /live stays 200 however long it lasts (restarting the
+    whole Connect cluster would not bring Kafka back); /ready names it and recovers by itself."""
+    clock = FakeClock()
+    fake = fake_with(status("orders-sink"))
+    fake.health = (500, load("22"))  # "... currently ensuring membership in the cluster ..."
+    async with Sidecar(fake, clock, startup_grace=0, live_grace=60) as sidecar:
+        await sidecar.poll()
+        for _ in range(10):
+            clock.advance(60)
+            await sidecar.poll()
+        code, body = sidecar.ready()
+        assert code == 503
+        assert codes(body) == ["kafka_unreachable"]
+        assert "ensuring membership in the cluster" in body["reasons"][0]["message"]
+        assert sidecar.live()[0] == 200
+        assert sidecar.status()["connect"]["health"]["status"] == "kafka_unreachable"
+        fake.health = (200, {"status": "healthy", "message": "ok"})
+        await sidecar.poll()
+        assert sidecar.ready()[0] == 200
 
 
 async def test_health_404_means_not_supported_and_is_rechecked_later() -> None:

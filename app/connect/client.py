@@ -37,6 +37,7 @@ from app.connect.decoding import (
     decode_status,
     describe_error,
 )
+from app.connect.healthstage import kafka_stage
 from app.connect.models import (
     ConnectorStatus,
     HealthBody,
@@ -440,6 +441,8 @@ class ConnectClient:
             return WorkerHealth("healthy", message)
         if raw.status_code == 503 or body.status == "starting":
             return WorkerHealth("starting", message)
+        if kafka_stage(message) is not None:
+            return WorkerHealth("kafka_unreachable", message)
         return WorkerHealth("unhealthy", message)
 
     async def fetch_server_info(self) -> ServerInfo | None:

@@ -58,13 +58,16 @@ class HealthBody(msgspec.Struct, frozen=True, gc=False):
     message: str = ""
 
 
-HealthKind = Literal["healthy", "starting", "unhealthy", "unsupported", "timeout", "unchecked"]
+HealthKind = Literal[
+    "healthy", "starting", "unhealthy", "kafka_unreachable", "unsupported", "timeout", "unchecked"
+]
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerHealth:
     """What ``GET /health`` said in one poll.
 
+    ``kafka_unreachable``: unhealthy, its herder stuck waiting on Kafka (app.connect.healthstage);
     ``unsupported``: the worker predates 3.9 (JSON 404); ``timeout``: the herder did not answer in
     time, which is how an unhealthy worker looks to a client with a short deadline; ``unchecked``:
     not asked this poll (a pre-3.9 worker between re-checks).

@@ -1,11 +1,14 @@
-"""Fixtures of the real-Kafka-Connect tier: a broker, real Connect 3.9 workers, the sidecar.
+"""Fixtures of the real-Kafka tier: a real Apache Kafka broker, real Connect workers, the sidecar.
 
-Session: the jars are fetched/built once (cached outside the repository), one in-memory broker is
-started, and every process is stopped by PID at the end, also on a failure, Ctrl-C or SIGTERM.
+Session: the official jars are resolved with Maven once (cached outside the repository), one
+KRaft broker is started for the whole session (Kafka's default ``group.initial.rebalance.delay.ms``
+of 3 s, so a worker's "REST up, not joined yet" phase is as long as in production), and every
+process is stopped by PID at the end, also on a failure, Ctrl-C or SIGTERM.
 Logs of the run are kept (and their directory printed) when a test failed, removed otherwise
 (``CONNECT_PROBE_REALCONNECT_KEEP_LOGS=1`` keeps them always).
 
-Java 17 is required: without it every test here fails with a message saying what to install.
+Java 17 (a JDK) and Maven are required: without them every test here fails with a one-line
+message saying what to install. ``CONNECT_VERSIONS`` lists the Connect releases tested.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.realconnect.artifacts import SetupError, ensure_artifacts
-from tests.realconnect.cluster import RunDir, start_broker
-from tests.realconnect.probe import probe_executable
-from tests.realconnect.procs import raise_on_termination, restore_handlers, stop_all
-from tests.realconnect.session import RealConnect
+from tools.realconnect.artifacts import CONNECT_VERSIONS, SetupError, ensure_artifacts
+from tools.realconnect.cluster import RunDir, start_broker
+from tools.realconnect.probe import probe_executable
+from tools.realconnect.procs import raise_on_termination, restore_handlers, stop_all
+from tools.realconnect.session import RealConnect
 
 KEEP_LOGS_ENV = "CONNECT_PROBE_REALCONNECT_KEEP_LOGS"
+# Kafka's default: the broker waits this long before the first rebalance of an empty group.
+INITIAL_REBALANCE_DELAY_MS = 3_000
 RUN_KEY = pytest.StashKey["RealConnect"]()
 
 
@@ -35,18 +40,19 @@ def realconnect(request: pytest.FixtureRequest) -> Iterator[RealConnect]:
     try:
         started = time.monotonic()
         try:
-            artifacts = ensure_artifacts()
+            artifacts = ensure_artifacts(CONNECT_VERSIONS)
             probe_bin = probe_executable()
         except (SetupError, FileNotFoundError) as exc:
-            pytest.fail(f"real Kafka Connect tests cannot run: {exc}", pytrace=False)
+            pytest.fail(f"real Kafka tests cannot run: {exc}", pytrace=False)
         setup_seconds = time.monotonic() - started
         run = RunDir("tests")
-        broker = start_broker(artifacts, run)
+        broker = start_broker(artifacts, run, initial_rebalance_delay_ms=INITIAL_REBALANCE_DELAY_MS)
         ctx = RealConnect(artifacts, run, broker, probe_bin)
         ctx.record("setup_seconds", setup_seconds)
+        ctx.record("broker_start_seconds", broker.start_seconds)
         request.config.stash[RUN_KEY] = ctx
         yield ctx
-        ctx.record_rss("broker", broker.proc.rss_kib())
+        ctx.record_rss("broker", broker.rss_kib())
     finally:
         stop_all()
         restore_handlers(previous_handlers)

@@ -1,6 +1,6 @@
-"""Auto-restart against a real Connect 3.9 worker: a FileStream sink task FAILED on a missing
-directory comes back by itself once the directory exists — and with AUTO_RESTART off, nothing is
-sent.
+"""Auto-restart against real Connect workers (the newest 4.x, and 3.6.x: no ``/health``, but
+KIP-745's restart plan): a FileStream sink task FAILED on a missing directory comes back by itself
+once the directory exists — and with AUTO_RESTART off, nothing is sent.
 
 The worker logs every REST request with its User-Agent (Jetty's request log), so the sidecar's own
 requests (``kafka-connect-probe``) are told apart from the test's (``python-httpx``): the test
@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.realconnect.cluster import Worker
-from tests.realconnect.configs import file_sink
-from tests.realconnect.rest import Connectors
-from tests.realconnect.session import RealConnect
-from tests.realconnect.wait import wait_until
+from tools.realconnect.artifacts import DEFAULT_CONNECT
+from tools.realconnect.cluster import Worker
+from tools.realconnect.configs import file_sink
+from tools.realconnect.rest import Connectors
+from tools.realconnect.session import RealConnect
+from tools.realconnect.wait import wait_until
 
-pytestmark = pytest.mark.realconnect
+pytestmark = pytest.mark.realkafka
 
 # Seconds as the backoff unit: attempts at 0, 2, 8, 18... seconds, capped at 10 s between them.
 AUTO_RESTART = {
@@ -32,9 +33,10 @@ AUTO_RESTART = {
 SIDECAR_AGENT = '"kafka-connect-probe"'
 
 
-@pytest.fixture(scope="module")
-def worker(realconnect: RealConnect) -> Iterator[Worker]:
-    cluster = realconnect.cluster("autorestart")
+@pytest.fixture(scope="module", params=[DEFAULT_CONNECT, "3.6.2"], ids=lambda v: f"connect-{v}")
+def worker(realconnect: RealConnect, request: pytest.FixtureRequest) -> Iterator[Worker]:
+    version = str(request.param)
+    cluster = realconnect.cluster(f"autorestart-{version}", version=version)
     [worker] = cluster.start_workers(1)
     yield worker
     cluster.stop()
@@ -63,7 +65,8 @@ def sidecar_posts(worker: Worker, connector: str) -> list[str]:
 def test_off_nothing_is_sent_and_the_task_stays_failed(
     realconnect: RealConnect, worker: Worker, connectors: Connectors, tmp_path: Path
 ) -> None:
-    probe = realconnect.probe("autorestart-off", worker, {"WORKER_ID": worker.worker_id}).start()
+    name = f"autorestart-off-{worker.version}"
+    probe = realconnect.probe(name, worker, {"WORKER_ID": worker.worker_id}).start()
     try:
         missing = tmp_path / "missing"
         name = connectors.create(file_sink(missing / "out.txt", "auto-restart-off"))
@@ -90,7 +93,7 @@ def test_on_the_failed_sink_task_comes_back_with_no_human_action(
     realconnect: RealConnect, worker: Worker, connectors: Connectors, tmp_path: Path
 ) -> None:
     settings = {"WORKER_ID": worker.worker_id, **AUTO_RESTART}
-    probe = realconnect.probe("autorestart-on", worker, settings).start()
+    probe = realconnect.probe(f"autorestart-on-{worker.version}", worker, settings).start()
     try:
         missing = tmp_path / "missing"
         name = connectors.create(file_sink(missing / "out.txt", "auto-restart-on"))

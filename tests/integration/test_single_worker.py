@@ -1,7 +1,8 @@
-"""One real Connect 3.9 worker, the sidecar as a process: connector and task states -> probes.
+"""One real Connect worker, the sidecar as a process: connector and task states -> probes.
 
-The worker and the sidecars are shared by the module; each test creates its own connectors and
-deletes them at the end, so every test starts from a ready worker.
+Every test runs on each Connect release of ``CONNECT_VERSIONS`` (newest 4.x, 3.9.x, 3.6.x). The
+worker and the sidecars are shared by the module (one worker per release); each test creates its
+own connectors and deletes them at the end, so every test starts from a ready worker.
 """
 
 from __future__ import annotations
@@ -13,29 +14,33 @@ from pathlib import Path
 
 import pytest
 
-from tests.realconnect.cluster import Worker
-from tests.realconnect.configs import failing_source, file_sink, file_source
-from tests.realconnect.probe import Probe
-from tests.realconnect.rest import Connectors
-from tests.realconnect.session import RealConnect
+from tools.realconnect.artifacts import CONNECT_VERSIONS
+from tools.realconnect.cluster import Worker
+from tools.realconnect.configs import failing_source, file_sink, file_source
+from tools.realconnect.probe import Probe
+from tools.realconnect.rest import Connectors
+from tools.realconnect.session import RealConnect
 
-pytestmark = pytest.mark.realconnect
+pytestmark = pytest.mark.realkafka
 
 
-@pytest.fixture(scope="module")
-def worker(realconnect: RealConnect) -> Iterator[Worker]:
-    cluster = realconnect.cluster("single")
+@pytest.fixture(scope="module", params=CONNECT_VERSIONS, ids=lambda v: f"connect-{v}")
+def worker(realconnect: RealConnect, request: pytest.FixtureRequest) -> Iterator[Worker]:
+    version = str(request.param)
+    cluster = realconnect.cluster(f"single-{version}", version=version)
     [worker] = cluster.start_workers(1)
-    realconnect.record("worker_start_seconds", worker.wait_healthy())
+    realconnect.record(f"worker_start_seconds_{version}", worker.wait_healthy())
+    assert worker.client.server_info()["version"] == version
     yield worker
-    realconnect.record_rss("worker", worker.rss_kib())
+    realconnect.record_rss(f"worker_{version}", worker.rss_kib())
     cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def probe(realconnect: RealConnect, worker: Worker) -> Iterator[Probe]:
     """The sidecar as configured in a pod: this worker's id, worker scope."""
-    sidecar = realconnect.probe("single", worker, {"WORKER_ID": worker.worker_id}).start()
+    name = f"single-{worker.version}"
+    sidecar = realconnect.probe(name, worker, {"WORKER_ID": worker.worker_id}).start()
     yield sidecar
     if sidecar.proc is not None:
         realconnect.record_rss("sidecar", sidecar.proc.rss_kib())
@@ -45,7 +50,7 @@ def probe(realconnect: RealConnect, worker: Worker) -> Iterator[Probe]:
 @pytest.fixture(scope="module")
 def auto_probe(realconnect: RealConnect, worker: Worker) -> Iterator[Probe]:
     """A sidecar without WORKER_ID: it must detect ``127.0.0.1:<port>`` itself."""
-    sidecar = realconnect.probe("single-auto", worker).start()
+    sidecar = realconnect.probe(f"single-auto-{worker.version}", worker).start()
     yield sidecar
     sidecar.stop()
 

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.realconnect.cluster import ConnectCluster, Worker
-from tests.realconnect.configs import failing_source
-from tests.realconnect.probe import Probe
-from tests.realconnect.rest import Connectors
-from tests.realconnect.session import RealConnect
-from tests.realconnect.wait import wait_until
+from tools.realconnect.cluster import ConnectCluster, Worker
+from tools.realconnect.configs import failing_source
+from tools.realconnect.probe import Probe
+from tools.realconnect.rest import Connectors
+from tools.realconnect.session import RealConnect
+from tools.realconnect.wait import wait_until
 
-pytestmark = pytest.mark.realconnect
+pytestmark = pytest.mark.realkafka
 
 # B's work is reassigned this long after B leaves: long enough to watch TRANSIENT_GRACE expire.
 REBALANCE_DELAY_MS = 20_000

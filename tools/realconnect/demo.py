@@ -1,30 +1,34 @@
-"""``make demo``: a real Kafka Connect 3.9 worker, the in-memory broker and the sidecar (loopback).
+"""``make demo``: a real Apache Kafka broker, a Kafka Connect worker and the sidecar (loopback).
 
-Starts everything, creates a sample FileStreamSource connector, prints the curl commands that pause,
-resume, break and fix it, then prints every change of ``/ready`` and ``/live`` until Ctrl-C (SIGINT)
-or SIGTERM, when it stops exactly the processes it started.
+The official Apache Kafka artifacts from Maven Central (``tools/realconnect/maven``): a single-node
+KRaft broker and a worker of the newest 4.x Connect. Starts everything, creates a sample
+FileStreamSource connector, prints the curl commands that pause, resume, break and fix it, then
+prints every change of ``/ready`` and ``/live`` until Ctrl-C (exit status 0) or SIGTERM, when it
+stops exactly the processes it started.
 
-    python -m tests.realconnect.demo [--probe-port 18083] [--connect-port N] [--duration SECONDS]
+    python -m tools.realconnect.demo [--probe-port 18083] [--connect-port N] [--duration SECONDS]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.realconnect.artifacts import SetupError, ensure_artifacts
-from tests.realconnect.cluster import ConnectCluster, RunDir, Worker, start_broker
-from tests.realconnect.configs import FILE_SINK, file_source
-from tests.realconnect.probe import Probe, probe_executable
-from tests.realconnect.procs import (
+from tools.realconnect.artifacts import DEFAULT_CONNECT, SetupError, ensure_artifacts
+from tools.realconnect.cluster import ConnectCluster, RunDir, Worker, start_broker
+from tools.realconnect.configs import FILE_SINK, file_source
+from tools.realconnect.probe import Probe, probe_executable
+from tools.realconnect.procs import (
     Terminated,
     raise_on_termination,
     restore_handlers,
@@ -52,7 +56,7 @@ def port_free(port: int) -> bool:
     return True
 
 
-def instructions(connect: str, probe: str, run: Path, worker_pid: int) -> str:
+def instructions(connect: str, probe: str, run: Path, worker_pid: int, broker_pid: int) -> str:
     sink = {
         "name": BROKEN,
         "config": {
@@ -85,8 +89,47 @@ Stop (STOPPED is not ready by default), then delete it (ready again):
 Kill the worker: /ready 503 at once, /live 503 after LIVE_GRACE ({LIVE_GRACE} s):
   kill -9 {worker_pid}
 
+Stop Kafka itself (the worker keeps answering RUNNING; its /health, then /ready, say it is stuck
+waiting on Kafka; /live stays 200), then let it go on:
+  kill -STOP {broker_pid}
+  kill -CONT {broker_pid}
+
 Ctrl-C stops everything (sidecar, worker, broker).
 """
+
+
+def take_terminal() -> Callable[[], None]:
+    """Makes this process the terminal's foreground process group, so that Ctrl-C reaches only
+    the demo (which stops its processes and exits 0), not ``make``, which would die of the SIGINT
+    and exit 130 whatever the demo does. Returns how to give the terminal back."""
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        return lambda: None
+    try:
+        previous = os.tcgetpgrp(tty)
+        if previous != os.getpgrp():  # not in the foreground (e.g. run with &): leave it be
+            raise OSError("not the foreground process group")
+        os.setpgid(0, 0)
+        _set_foreground(tty, os.getpgrp())
+    except OSError:
+        os.close(tty)
+        return lambda: None
+
+    def give_back() -> None:
+        with contextlib.suppress(OSError):
+            _set_foreground(tty, previous)
+        os.close(tty)
+
+    return give_back
+
+
+def _set_foreground(tty: int, pgrp: int) -> None:
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # tcsetpgrp from the background
+    try:
+        os.tcsetpgrp(tty, pgrp)
+    finally:
+        signal.signal(signal.SIGTTOU, old)
 
 
 def watch(probe: Probe, worker: Worker, duration: float | None) -> None:
@@ -128,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = raise_on_termination()
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    give_back_terminal = take_terminal()
     run: RunDir | None = None
     try:
         if not port_free(args.probe_port):
             say(f"port {args.probe_port} on 127.0.0.1 is in use: pass --probe-port (PROBE_PORT=)")
             return 1
         try:
-            artifacts = ensure_artifacts(say)
+            artifacts = ensure_artifacts([DEFAULT_CONNECT], say)
             probe_bin = probe_executable()
         except (SetupError, FileNotFoundError) as exc:
             say(f"demo cannot start: {exc}")
@@ -142,17 +186,23 @@ def main(argv: list[str] | None = None) -> int:
         run = RunDir("demo")
         say(f"logs: {run}")
         started = time.monotonic()
+        say(f"broker      starting Apache Kafka {artifacts.broker_version} (KRaft) ...")
         broker = start_broker(artifacts, run)
-        say(f"broker      127.0.0.1:{broker.port} (in-memory, pid {broker.proc.pid})")
+        assert broker.proc is not None
+        say(
+            f"broker      127.0.0.1:{broker.port} up after {broker.start_seconds:.1f}s "
+            f"(pid {broker.proc.pid})"
+        )
         cluster = ConnectCluster(artifacts, broker, run, "demo")
         worker = cluster.new_worker(port=args.connect_port or None)
         worker.launch()
-        say(f"worker      starting Kafka Connect 3.9.0 on {worker.url} ...")
+        say(f"worker      starting Kafka Connect {worker.version} on {worker.url} ...")
         seconds = worker.wait_healthy()
         assert worker.proc is not None
+        version = worker.client.server_info()["version"]
         say(
-            f"worker      {worker.url} healthy after {seconds:.1f}s "
-            f"(worker_id {worker.worker_id}, pid {worker.proc.pid})"
+            f"worker      {worker.url} healthy after {seconds:.1f}s: GET / says version "
+            f"{version} (worker_id {worker.worker_id}, pid {worker.proc.pid})"
         )
         input_file = run.path / "input.txt"
         input_file.write_text("hello from the demo\n")
@@ -178,12 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         assert probe.proc is not None
         say(f"sidecar     {probe.url} (connect-probe, pid {probe.proc.pid})")
         say(f"everything up in {time.monotonic() - started:.1f}s")
-        say(instructions(worker.url, probe.url, run.path, worker.proc.pid))
+        say(instructions(worker.url, probe.url, run.path, worker.proc.pid, broker.proc.pid))
         watch(probe, worker, args.duration)
         return 0
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (Terminated)
         say(f"\n{'signal ' + str(exc) if isinstance(exc, Terminated) else 'Ctrl-C'}: stopping")
-        return 143 if isinstance(exc, Terminated) else 130
+        return 143 if isinstance(exc, Terminated) else 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         with contextlib.suppress(Exception):
@@ -196,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         say("all stopped" if not left else f"still running: {left}")
         if run is not None:
             say(f"logs kept in {run}")
+        give_back_terminal()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         restore_handlers(previous)
 

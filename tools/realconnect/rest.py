@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import httpx
 
-from tests.realconnect.wait import wait_until
+from tools.realconnect.wait import wait_until
 
 JSONDict = dict[str, Any]
 
@@ -56,6 +56,14 @@ class ConnectClient:
             return self.health(timeout)[0] == 200
         except httpx.HTTPError:
             return False
+
+    def answers(self, timeout: float | None = None) -> bool:
+        """``GET /connectors`` answers 200 (REST up; the group may not be joined yet)."""
+        try:
+            response = self._http.get("/connectors", timeout=timeout or self._http.timeout)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
 
     def server_info(self) -> JSONDict:
         return cast(JSONDict, self._json("GET", "/", ok=(200,)))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tests.realconnect.artifacts import Artifacts
-from tests.realconnect.cluster import Broker, ConnectCluster, RunDir, Worker
-from tests.realconnect.probe import Probe
+from tools.realconnect.artifacts import Artifacts
+from tools.realconnect.cluster import Broker, ConnectCluster, RunDir, Worker
+from tools.realconnect.probe import Probe
 
 
 @dataclass
@@ -23,9 +23,15 @@ class RealConnect:
     _clusters: set[str] = field(default_factory=set)
 
     def cluster(
-        self, name: str, *, broker: Broker | None = None, rebalance_delay_ms: int | None = None
+        self,
+        name: str,
+        *,
+        version: str | None = None,
+        broker: Broker | None = None,
+        rebalance_delay_ms: int | None = None,
     ) -> ConnectCluster:
-        """A new Connect group (unique ``name``) on the shared broker (or ``broker``)."""
+        """A new Connect group (unique ``name``) of Connect ``version`` (default: the newest)
+        on the shared broker (or ``broker``)."""
         if name in self._clusters:
             raise ValueError(f"cluster name {name!r} used twice")
         self._clusters.add(name)
@@ -34,6 +40,7 @@ class RealConnect:
             broker or self.broker,
             self.run,
             name,
+            version=version,
             rebalance_delay_ms=rebalance_delay_ms,
         )
 

@@ -61,6 +61,7 @@ class ManagedProcess:
             )
         self.pid = self.popen.pid
         self.started = time.monotonic()
+        self.paused = False
         _register(self)
 
     def __repr__(self) -> str:
@@ -105,10 +106,23 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)  # this PID only, never a group or a name
 
+    def pause(self) -> None:
+        """SIGSTOP: frozen, its sockets still open (a hung process, as peers see it)."""
+        self._signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self._signal(signal.SIGCONT)
+        self.paused = False
+
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; returns the exit status."""
+        """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; returns the exit status.
+        A paused process is resumed first, or SIGTERM would wait for nothing."""
         if self.alive:
             self._signal(signal.SIGTERM)
+            if self.paused:
+                self.resume()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -12,9 +12,9 @@ from typing import Any, cast
 
 import httpx
 
-from tests.realconnect.cluster import free_port
-from tests.realconnect.procs import ManagedProcess
-from tests.realconnect.wait import GiveUp, WaitTimeout, wait_until
+from tools.realconnect.cluster import free_port
+from tools.realconnect.procs import ManagedProcess
+from tools.realconnect.wait import GiveUp, WaitTimeout, wait_until
 
 BIN_ENV = "CONNECT_PROBE_BIN"
 ENV_PREFIX = "CONNECT_PROBE_"
