@@ -1,7 +1,7 @@
 """Readiness and liveness as pure functions of the poll state, the rules and the time. No I/O.
 
 Readiness = this worker can do its job now. Liveness = restarting the Connect container would help.
-The README's table explains each rule; the tests in ``tests/test_verdict.py`` pin them down.
+The README's table explains each rule; the tests in ``tests/test_rules.py`` pin them down.
 """
 
 import heapq
