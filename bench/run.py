@@ -36,6 +36,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools.procs import free_port, proc_status  # noqa: E402 - the repository root comes first
+
 BENCH = ROOT / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
 HOST = "127.0.0.1"
@@ -165,13 +170,6 @@ class Proc:
         return (env + " " if env else "") + shlex.join(self.argv)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Procs:
     """Owns every process the bench starts; stops them by PID."""
 
@@ -234,7 +232,8 @@ def start_fake(
 ) -> Proc:
     argv = [
         str(cfg.python),
-        str(BENCH / "fake_connect.py"),
+        "-m",
+        "tools.fakeconnect.fast",
         "--host",
         HOST,
         "--port",
@@ -405,13 +404,7 @@ def measure_cpu(pid: int) -> Iterator[list[CpuWindow]]:
 
 
 def rss_kb(pid: int) -> dict[str, int]:
-    out: dict[str, int] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                out[key] = int(value.split()[0])
-    return out
+    return proc_status(pid, ("VmRSS", "VmHWM", "RssAnon", "RssFile"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.monitor import Monitor
 from app.settings import Settings
-from tests.fakes import FakeConnect, status
-from tests.sidecar import THIS_WORKER
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
 
 
 @pytest.fixture

@@ -8,17 +8,17 @@ import pytest
 
 from app import __version__
 from app.cli import main
-from tests.fake_server import serve_fake
-from tests.fakes import FakeConnect, status
-from tests.processes import BIN
-from tests.sidecar import THIS_WORKER
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
+from tools.fakeconnect.threaded import serve_fake
+from tools.procs import SIDECAR
 
 SECRET = "hunter2:with:colons"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN), *args], capture_output=True, text=True, timeout=30, env=env, check=False
+        [str(SIDECAR), *args], capture_output=True, text=True, timeout=30, env=env, check=False
     )
 
 

@@ -13,8 +13,9 @@ from app.connect import (
     build_http_client,
 )
 from app.settings import Settings
-from tests.fakes import FakeConnect, status
-from tests.sidecar import Sidecar
+from tools.fakeconnect.bodies import status
+from tools.fakeconnect.model import FakeConnect
+from tools.sidecar import Sidecar
 
 pytestmark = pytest.mark.anyio
 

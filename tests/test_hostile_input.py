@@ -25,8 +25,9 @@ from schemathesis.checks import not_a_server_error
 
 from app import httpguard
 from app.httpguard import MAX_HEAD_BYTES, GuardedHttpToolsProtocol
-from tests.faulty_connect import THIS_WORKER, FaultyConnect, connector
-from tests.processes import RunningSidecar, free_port, run_sidecar
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.faulty import FaultyConnect
+from tools.procs import RunningSidecar, free_port, run_sidecar
 
 KIB = 1024
 ROUTES = ("/ready", "/live", "/status", "/healthz", "/metrics", "/openapi.json")
@@ -36,7 +37,7 @@ PROBES = ("/ready", "/live")
 @pytest.fixture(scope="module")
 def connect() -> Iterator[FaultyConnect]:
     with FaultyConnect() as fake:
-        fake.set_connectors({"orders": connector("orders")})
+        fake.set_connectors({"orders": status("orders")})
         yield fake
 
 

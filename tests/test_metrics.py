@@ -14,11 +14,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from app.main import PollObserver, create_app
+from app.main import create_app
 from app.metrics import POLL_ERROR_REASONS, STATE_ORDER, Metrics, StateCollector
+from app.poller import PollObserver
 from app.settings import Settings
-from tests.fakes import FakeClock, FakeConnect, status
-from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import OTHER_WORKER, THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
+from tools.sidecar import Sidecar
 
 pytestmark = pytest.mark.anyio
 

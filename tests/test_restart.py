@@ -17,11 +17,13 @@ from app.metrics import Metrics
 from app.restart import Restarter, backoff_delay
 from app.settings import Settings
 from app.verdict import iso
-from tests.fake_server import serve_fake
-from tests.fakes import Canned, FakeClock, FakeConnect, status
-from tests.processes import run_sidecar
-from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar
 from tests.test_server import wait_for
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import OTHER_WORKER, THIS_WORKER, status
+from tools.fakeconnect.model import Canned, FakeConnect
+from tools.fakeconnect.threaded import serve_fake
+from tools.procs import run_sidecar
+from tools.sidecar import Sidecar
 
 pytestmark = pytest.mark.anyio
 

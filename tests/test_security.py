@@ -30,9 +30,10 @@ import pytest
 from app.connect import ConnectClient, ConnectError, build_http_client, path_segment
 from app.logs import safe
 from app.settings import Settings
-from tests.fakes import FakeConnect, status
-from tests.processes import BIN, run_sidecar
-from tests.sidecar import THIS_WORKER, Sidecar
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
+from tools.procs import SIDECAR, run_sidecar
+from tools.sidecar import Sidecar
 
 SECRET = "Pa55-w0rd:zq9-never-shown"  # a test value that must never surface
 USER = "probe"
@@ -349,7 +350,7 @@ def test_the_password_env_and_key_file_never_reach_help_check_or_errors(
 
     def run(*args: str, extra: dict[str, str] | None = None) -> str:
         done = subprocess.run(
-            [str(BIN), *args],
+            [str(SIDECAR), *args],
             env={**env, **(extra or {})},
             capture_output=True,
             text=True,
@@ -413,4 +414,4 @@ async def test_connect_errors_never_carry_the_credentials() -> None:
 
 def test_the_python_executable_is_the_venv() -> None:
     """The process tests run ``connect-probe`` next to this interpreter."""
-    assert Path(sys.executable).parent == BIN.parent
+    assert Path(sys.executable).parent == SIDECAR.parent

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.fake_server import serve_fake
-from tests.fakes import FakeConnect, status
-from tests.processes import run_sidecar
-from tests.sidecar import THIS_WORKER
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
+from tools.fakeconnect.threaded import serve_fake
+from tools.procs import run_sidecar
 
 
 def wait_for(url: str, expected: int, deadline: float = 10.0) -> httpx.Response:

@@ -30,17 +30,16 @@ from app.connect import (
 )
 from app.poller import Poller
 from app.settings import Settings
-from tests.faulty_connect import (
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.faulty import (
     FAULTS,
     LONG_NAME,
     ODD_FAILED,
     ODD_NAMES,
-    THIS_WORKER,
     FaultyConnect,
-    connector,
     gzip_bomb,
 )
-from tests.processes import RunningSidecar, run_sidecar
+from tools.procs import RunningSidecar, run_sidecar
 
 POLL_INTERVAL = 0.2
 TIMEOUT = 1.0  # the whole-request deadline: a silent or trickling Connect fails the poll after 1 s
@@ -51,7 +50,7 @@ MIB = 1024 * 1024
 MAX_RESPONSE_BYTES = 16 * MIB
 # Peak RSS while a fault lasts: the sidecar's own ~60 MiB plus at most one capped body and slack.
 PEAK_RSS_LIMIT = 160 * MIB
-GOOD = {f"sink-{index}": connector(f"sink-{index}", tasks=2) for index in range(3)}
+GOOD = {f"sink-{index}": status(f"sink-{index}", tasks=2) for index in range(3)}
 
 
 def memory(pid: int) -> dict[str, int]:

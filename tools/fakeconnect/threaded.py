@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from tests.fakes import FakeConnect
+from tools.fakeconnect.model import FakeConnect
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -17,17 +17,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = httpx.Request(
             self.command, f"http://127.0.0.1{self.path}", headers=dict(self.headers)
         )
-        self.fake.requests.append(request)
-        path = self.path.split("?", 1)[0]
-        canned = self.fake.canned.get(path)
-        if canned is not None:
-            response = httpx.Response(
-                canned.status_code,
-                content=canned.body,
-                headers={"content-type": canned.content_type},
-            )
-        else:
-            response = self.fake._route(request, path)
+        response = self.fake.answer(request)
         body = response.content
         self.send_response(response.status_code)
         self.send_header("Content-Type", response.headers.get("content-type", "application/json"))

@@ -1,4 +1,4 @@
-"""A sidecar wired to a ``FakeConnect`` and a ``FakeClock``: poll by hand, read verdicts."""
+"""A sidecar wired in-process to a ``FakeConnect`` and a ``FakeClock``: poll, read verdicts."""
 
 import json
 from types import TracebackType
@@ -8,14 +8,13 @@ import httpx
 
 from app.connect import ConnectClient, build_http_client
 from app.identity import detect_identity, explicit_identity
-from app.main import PollObserver, build_monitor_and_poller
+from app.main import build_monitor_and_poller
 from app.monitor import Monitor
-from app.poller import Poller
+from app.poller import Poller, PollObserver
 from app.settings import Settings
-from tests.fakes import FakeClock, FakeConnect
-
-THIS_WORKER = "10.0.0.1:8083"
-OTHER_WORKER = "10.0.0.2:8083"
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import THIS_WORKER
+from tools.fakeconnect.model import FakeConnect
 
 
 class Sidecar:
