@@ -47,7 +47,8 @@ def inprocess_stays_in_process(
         patch.setattr(socket.socket, "bind", _forbidden("bind a socket"))
         patch.setattr(socket.socket, "connect", _forbidden("connect a socket"))
         patch.setattr(socket.socket, "connect_ex", _forbidden("connect a socket"))
-        patch.setattr(subprocess.Popen, "__init__", _forbidden("start a process"))
+        # Popen.__init__ calls _execute_child to fork: refusing there leaves no half-made Popen.
+        patch.setattr(subprocess.Popen, "_execute_child", _forbidden("start a process"))
         yield
 
 

@@ -77,6 +77,7 @@ async def test_declared_oversize_is_refused_before_reading() -> None:
             await ConnectClient(http, settings).get("/connectors")
 
 
+@pytest.mark.process
 async def test_refused_connection_names_the_os_error() -> None:
     settings = Settings(connect_url="http://127.0.0.1:9", timeout=2)
     async with build_http_client(settings) as http:

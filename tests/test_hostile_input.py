@@ -29,6 +29,8 @@ from tools.fakeconnect.bodies import THIS_WORKER, status
 from tools.fakeconnect.faulty import FaultyConnect
 from tools.procs import RunningSidecar, free_port, run_sidecar
 
+pytestmark = pytest.mark.process  # a real sidecar, hostile clients on real sockets
+
 KIB = 1024
 ROUTES = ("/ready", "/live", "/status", "/healthz", "/metrics", "/openapi.json")
 PROBES = ("/ready", "/live")

@@ -247,6 +247,7 @@ def tls_connect(tls: TlsFiles) -> Iterator[TlsConnect]:
         yield record
 
 
+@pytest.mark.process
 def test_a_real_process_with_a_wrong_password_over_mutual_tls_reveals_no_secret(
     tls: TlsFiles, tls_connect: TlsConnect, tmp_path: Path
 ) -> None:
@@ -287,6 +288,7 @@ def test_a_real_process_with_a_wrong_password_over_mutual_tls_reveals_no_secret(
     assert json.loads(bodies["/status"])["settings"]["password"] is None  # PASSWORD unset here
 
 
+@pytest.mark.process
 def test_the_password_env_and_key_file_never_reach_help_check_or_errors(
     tls: TlsFiles, tmp_path: Path
 ) -> None:
@@ -372,6 +374,7 @@ async def test_connect_errors_never_carry_the_credentials() -> None:
     assert_clean(str(settings.public_view()), secrets, "public_view")
 
 
+@pytest.mark.process
 def test_the_process_tests_run_this_checkout() -> None:
     """``connect-probe``, which the process tests start, runs this interpreter on this checkout's
     ``app``: not another installation that would pass or fail for reasons of its own."""

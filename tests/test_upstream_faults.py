@@ -41,6 +41,8 @@ from tools.fakeconnect.faulty import (
 )
 from tools.procs import RunningSidecar, run_sidecar
 
+pytestmark = pytest.mark.process  # a real sidecar against FaultyConnect on real sockets
+
 POLL_INTERVAL = 0.2
 TIMEOUT = 1.0  # the whole-request deadline: a silent or trickling Connect fails the poll after 1 s
 PROBE_BUDGET = 0.1  # seconds per probe, during any fault

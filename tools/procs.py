@@ -1,6 +1,6 @@
 """Processes on 127.0.0.1: a free port, start and stop by PID, wait until serving, read memory.
 
-Stdlib only (plus httpx for ``wait_until_serving``), so scripts run with any Python can use it.
+For tests, the bench and the deploy checks (run with the project's virtualenv).
 """
 
 import contextlib
@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 SIDECAR = Path(sys.executable).parent / "connect-probe"
 """The ``connect-probe`` console script of the running virtualenv."""
@@ -62,8 +64,6 @@ def wait_until_serving(
     url: str, process: "subprocess.Popen[bytes] | None" = None, deadline: float = 15.0
 ) -> None:
     """Poll ``url`` until anything answers over HTTP; fail early if ``process`` exits."""
-    import httpx  # not needed by the stdlib-only users of this module
-
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if process is not None and process.poll() is not None:
@@ -74,6 +74,16 @@ def wait_until_serving(
         except httpx.TransportError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing served {url} within {deadline}s")
+
+
+def wait_for_status(url: str, expected: int, deadline: float = 10.0) -> httpx.Response:
+    """GET ``url`` until it answers ``expected`` or ``deadline`` seconds pass; the last answer."""
+    end = time.monotonic() + deadline
+    while True:
+        response = httpx.get(url, timeout=2)
+        if response.status_code == expected or time.monotonic() > end:
+            return response
+        time.sleep(0.05)
 
 
 @dataclass

@@ -16,6 +16,8 @@ import yaml
 from tests.deploy.prometheus_tools import binary
 from tests.deploy.promrules import PROMETHEUS_RULE, alerts, rule_groups, unit_tests, write_rules
 
+pytestmark = pytest.mark.process  # promtool
+
 ALERTS = alerts()
 # A wider expression per alert: what its near-miss tests must catch.
 WIDER = {

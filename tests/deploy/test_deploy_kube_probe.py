@@ -19,6 +19,8 @@ from tools.fakeconnect.model import FakeConnect
 from tools.fakeconnect.threaded import serve_fake, serve_handler
 from tools.procs import RunningSidecar, run_sidecar
 
+pytestmark = pytest.mark.process  # a real sidecar and fake Connect on 127.0.0.1
+
 FAST = {"CONNECT_PROBE_POLL_INTERVAL": "0.2", "CONNECT_PROBE_TIMEOUT": "1", "POD_IP": "127.0.0.1"}
 
 

@@ -34,7 +34,10 @@ from tests.deploy.manifests import (
 )
 
 KUSTOMIZATIONS = kustomizations()
-pytestmark = pytest.mark.parametrize("kdir", KUSTOMIZATIONS, ids=kustomization_id)
+pytestmark = [
+    pytest.mark.process,  # kubectl kustomize
+    pytest.mark.parametrize("kdir", KUSTOMIZATIONS, ids=kustomization_id),
+]
 
 
 @contextmanager

@@ -10,6 +10,8 @@ import yaml
 
 from tests.deploy.manifests import DEPLOY, Manifest, is_sidecar, pod_templates, render
 
+pytestmark = pytest.mark.process  # kubectl kustomize
+
 NAMESPACE = "monitoring-test"
 
 

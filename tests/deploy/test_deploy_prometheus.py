@@ -20,6 +20,8 @@ from tools.fakeconnect.model import FakeConnect
 from tools.fakeconnect.threaded import serve_fake
 from tools.procs import RunningSidecar, run_sidecar
 
+pytestmark = pytest.mark.process  # a real Prometheus and sidecar
+
 JOB = "connect-probe-metrics"  # the job the ServiceMonitor produces; ConnectProbeDown matches it
 TASKS = 2
 CONNECTOR = "deploy-check-connector"

@@ -1,6 +1,7 @@
 """deploy/recipes/cfk: CFK's pod overlay holds what CFK accepts, a sidecar wired as the base's,
 and settings that parse. (``make deploy-check`` validates it as a Pod with kubernetes-validate.)"""
 
+import pytest
 from fastapi import FastAPI
 
 from app.main import create_app
@@ -15,6 +16,8 @@ from tests.deploy.manifests import (
 )
 from tests.deploy.recipes import CFK_CONNECT, cfk_overlay, cfk_pod
 from tests.deploy.test_deploy_manifests import environment, serves_get
+
+pytestmark = pytest.mark.process  # kubectl kustomize
 
 
 def overlay_sidecar() -> Manifest:
