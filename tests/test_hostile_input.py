@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +26,7 @@ from app import httpguard
 from app.httpguard import MAX_HEAD_BYTES, GuardedHttpToolsProtocol
 from tools.fakeconnect.bodies import THIS_WORKER, status
 from tools.fakeconnect.faulty import FaultyConnect
-from tools.procs import RunningSidecar, free_port, run_sidecar
+from tools.procs import RunningSidecar, free_port, rss_bytes, run_sidecar
 
 pytestmark = pytest.mark.process  # a real sidecar, hostile clients on real sockets
 
@@ -44,7 +43,7 @@ def connect() -> Iterator[FaultyConnect]:
 
 
 @pytest.fixture(scope="module")
-def sidecar(
+def sidecar_process(
     connect: FaultyConnect, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningSidecar]:
     env = {
@@ -56,6 +55,16 @@ def sidecar(
     with run_sidecar(env, tmp_path_factory.mktemp("hostile")) as running:
         wait_ready(running.url)
         yield running
+
+
+@pytest.fixture
+def sidecar(sidecar_process: RunningSidecar) -> Iterator[RunningSidecar]:
+    """The module's sidecar; nothing a test sends may make it log a traceback or an error."""
+    start = sidecar_process.log_size()
+    yield sidecar_process
+    log = sidecar_process.output(since=start)
+    assert "Traceback" not in log
+    assert " ERROR " not in log
 
 
 def wait_ready(url: str) -> None:
@@ -95,13 +104,6 @@ def exchange(
 
 def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * KIB
-    raise AssertionError("no VmRSS")
 
 
 def still_serving(sidecar: RunningSidecar) -> None:
@@ -177,13 +179,13 @@ def test_head_is_get_without_a_body(sidecar: RunningSidecar, path: str) -> None:
 def test_oversized_heads_are_refused_and_cost_nothing(
     sidecar: RunningSidecar, what: str, request_bytes: bytes, expected: int
 ) -> None:
-    before = rss(sidecar.process.pid)
+    before = rss_bytes(sidecar.process.pid)
     answer = exchange(port_of(sidecar), request_bytes)
     # The answer is sent at once; a client still sending may see the close as a reset instead.
     assert answer == b"RESET" or status_of(answer) == expected, (what, answer[:200])
     if answer != b"RESET":
         assert b"connection: close" in answer
-    assert rss(sidecar.process.pid) - before < 4 * 1024 * KIB, what
+    assert rss_bytes(sidecar.process.pid) - before < 4 * 1024 * KIB, what
     still_serving(sidecar)
 
 
@@ -282,13 +284,6 @@ def test_many_silent_connections_do_not_block_probes(sidecar: RunningSidecar) ->
     finally:
         for sock in sockets:
             sock.close()
-
-
-def test_the_log_has_no_traceback(sidecar: RunningSidecar) -> None:
-    still_serving(sidecar)
-    log = sidecar.output()
-    assert "Traceback" not in log
-    assert " ERROR " not in log
 
 
 # --- the head deadline (in-process, with a short HEAD_TIMEOUT) --------------------------------

@@ -92,8 +92,15 @@ class RunningSidecar:
     url: str
     log: Path
 
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
+    def log_size(self) -> int:
+        """Bytes logged so far: pass to ``output(since=...)`` for what a test added."""
+        return self.log.stat().st_size
+
+    def output(self, since: int = 0) -> str:
+        """The process's stdout and stderr, from byte ``since`` on."""
+        with self.log.open("rb") as log:
+            log.seek(since)
+            return log.read().decode("utf-8", errors="replace")
 
 
 @contextmanager
