@@ -286,7 +286,7 @@ def test_many_silent_connections_do_not_block_probes(sidecar: RunningSidecar) ->
             sock.close()
 
 
-# --- the head deadline (in-process, with a short HEAD_TIMEOUT) --------------------------------
+# --- the head deadline, end to end (a real uvicorn, HEAD_TIMEOUT 0.5 s) ------------------------
 async def _ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     assert scope["type"] == "http"
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -337,44 +337,11 @@ def closed_within(sock: socket.socket, seconds: float) -> float | None:
     return None
 
 
-def test_a_silent_connection_is_closed_after_the_head_timeout(guarded_server: int) -> None:
+def test_a_silent_connection_is_closed_by_the_real_server(guarded_server: int) -> None:
+    """The guard wired into a real uvicorn on a socket; its timer logic is in test_httpguard.py."""
     with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
-        waited = closed_within(sock, 3.0)
-    assert waited is not None
-    assert 0.3 < waited < 1.5
-
-
-def test_a_trickled_head_is_cut_off_however_steady(guarded_server: int) -> None:
-    with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
-        started = time.monotonic()
-        closed = False
-        for byte in b"GET /ready HTTP/1.1\r\nX-Slow: " + b"a" * 200:  # a byte every 50 ms
-            try:
-                sock.sendall(bytes([byte]))
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-            time.sleep(0.05)
-        closed = closed or closed_within(sock, 2.0) is not None
-    assert closed
-    assert time.monotonic() - started < 3.0
-
-
-def test_an_idle_kept_alive_connection_is_closed_too(guarded_server: int) -> None:
-    with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        sock.settimeout(2)
-        assert sock.recv(1000).startswith(b"HTTP/1.1 200")
-        waited = closed_within(sock, 3.0)
-    assert waited is not None
-    assert waited < 1.5
-
-
-def test_a_prompt_client_is_untouched_by_the_head_timeout(guarded_server: int) -> None:
-    with httpx.Client(base_url=f"http://127.0.0.1:{guarded_server}") as client:
-        for _ in range(3):
-            assert client.get("/").status_code == 200
-            time.sleep(0.2)  # idle, but each request arrives well within HEAD_TIMEOUT
+        waited = closed_within(sock, 5.0)
+    assert waited is not None, "the silent connection was left open"
 
 
 # --- schemathesis over the OpenAPI schema -----------------------------------------------------
