@@ -1,6 +1,5 @@
 """The ASGI app with its lifespan: routes, bodies, and the never-500 rule."""
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -9,8 +8,10 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.monitor import Monitor
 from app.settings import Settings
+from tools.fakeclock import FakeClock
 from tools.fakeconnect.bodies import THIS_WORKER, status
 from tools.fakeconnect.model import FakeConnect
+from tools.sidecar import until_polled
 
 
 @pytest.fixture
@@ -19,15 +20,14 @@ def fake() -> FakeConnect:
 
 
 def client_for(fake: FakeConnect, **overrides: object) -> TestClient:
-    settings = Settings(worker_id=THIS_WORKER, poll_interval=0.05, **overrides)  # type: ignore[arg-type]
-    return TestClient(create_app(settings, transport=fake.transport()))
+    """The app with its lifespan; its poller polls once, then sleeps on a clock nobody moves."""
+    settings = Settings(worker_id=THIS_WORKER, **overrides)  # type: ignore[arg-type]
+    app = create_app(settings, transport=fake.transport(), clock=FakeClock(instant=False))
+    return TestClient(app)
 
 
 def first_poll(client: TestClient) -> None:
-    deadline = time.monotonic() + 5
-    while client.get("/status").json()["poll"]["polls"] == 0:
-        assert time.monotonic() < deadline, "no poll within 5 s"
-        time.sleep(0.01)
+    until_polled(client)
 
 
 @pytest.fixture
@@ -94,14 +94,12 @@ def test_openapi_documents_the_probes(client: TestClient) -> None:
 
 
 def test_lifespan_stops_the_poller_and_closes_the_client(fake: FakeConnect) -> None:
-    app = create_app(
-        Settings(worker_id=THIS_WORKER, poll_interval=0.05), transport=fake.transport()
-    )
+    clock = FakeClock()  # instant sleeps: the poller polls flat out until the lifespan ends
+    app = create_app(Settings(worker_id=THIS_WORKER), transport=fake.transport(), clock=clock)
     with TestClient(app) as client:
-        first_poll(client)
+        until_polled(client, polls=3)
         runtime = app.state.runtime
     assert runtime.task is not None
     assert runtime.task.done()
-    polls = len(fake.requests)
-    time.sleep(0.1)  # would be several polls if the loop were still running
-    assert len(fake.requests) == polls
+    assert runtime.task.cancelled()
+    assert runtime.poller.state.polls >= 3

@@ -1,10 +1,13 @@
 """A sidecar wired in-process to a ``FakeConnect`` and a ``FakeClock``: poll, read verdicts."""
 
+import asyncio
 import json
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from app.connect import ConnectClient, build_http_client
 from app.identity import detect_identity, explicit_identity
@@ -90,3 +93,20 @@ class Sidecar:
 
 def codes(body: dict[str, Any]) -> list[str]:
     return [reason["code"] for reason in body["reasons"]]
+
+
+def until_polled(client: TestClient, polls: int = 1) -> None:
+    """Wait, on the app's own event loop and without a wall clock, until the poller of the app
+    under ``client`` (``app.main.create_app``) finished ``polls`` polls."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+
+    async def polled() -> None:
+        for _ in range(100_000):  # yields, not seconds: a MockTransport poll takes a few
+            poller = app.state.runtime.poller
+            if poller is not None and poller.state.polls >= polls:
+                return
+            await asyncio.sleep(0)
+        raise AssertionError(f"fewer than {polls} polls after 100,000 turns of the event loop")
+
+    client.portal.call(polled)  # type: ignore[union-attr]
