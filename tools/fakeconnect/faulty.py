@@ -249,8 +249,13 @@ class FaultyConnect:
             self._call(self._close(listener=True))
         elif previous == "refused":
             self._call(self._listen())
+        elif previous is None:
+            # Healthy to faulty: the next request on any connection meets the fault. Closing
+            # kept-alive connections here would race with requests being sent on them and show
+            # up as a different fault (a disconnect) before the intended one.
+            pass
         else:
-            self._call(self._close(listener=False))  # no keep-alive across behaviours
+            self._call(self._close(listener=False))  # a fault's stuck connections end with it
 
     def _call(self, coroutine: Awaitable[None]) -> None:
         async def run() -> None:
