@@ -9,13 +9,14 @@ from app.settings import Settings
 from tests.deploy.manifests import (
     DEPLOY,
     Manifest,
+    environment,
     is_sidecar,
     render,
     resolve_port,
+    serves_get,
     sidecar_pods,
 )
 from tests.deploy.recipes import CFK_CONNECT, cfk_overlay, cfk_pod
-from tests.deploy.test_deploy_manifests import environment, serves_get
 
 pytestmark = pytest.mark.process  # kubectl kustomize
 
