@@ -24,7 +24,6 @@ import platform
 import re
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.procs import free_port, proc_status  # noqa: E402 - the repository root comes first
+from tools.procs import free_port, proc_status, stop_process  # noqa: E402 - the repository root comes first
 
 BENCH = ROOT / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -201,15 +200,7 @@ class Procs:
         return proc
 
     def stop(self, proc: Proc) -> None:
-        if proc.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.popen.wait(timeout=10)
+        stop_process(proc.popen)
         if proc.popen.stdout is not None:
             proc.popen.stdout.close()
         if proc in self.procs:
