@@ -272,7 +272,7 @@ SIDECAR_ENV=(
 FAKE_PID=$!
 
 probe() {  # probe PATH EXPECTED_STATUS DEADLINE_S: kubelet-style GET until it answers EXPECTED
-    "$PYTHON" tests/deploy/kubeprobe.py --expect "$2" --until "$3" "http://127.0.0.1:$PROBE_PORT$1"
+    "$PYTHON" -m tools.deploycheck.kubeprobe --expect "$2" --until "$3" "http://127.0.0.1:$PROBE_PORT$1"
 }
 report_rss() {  # the image's Python process under $1, as the host sees it
     local pid

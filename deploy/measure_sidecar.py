@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.deploy.kubeprobe import probe  # noqa: E402 - after the path set-up above
+from tools.deploycheck.kubeprobe import probe  # noqa: E402 - after the path set-up above
 from tools.procs import free_port, proc_status, stop_process  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")

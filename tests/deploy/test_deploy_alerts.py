@@ -13,8 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.prometheus_tools import binary
-from tests.deploy.promrules import PROMETHEUS_RULE, alerts, rule_groups, unit_tests, write_rules
+from tools.deploycheck.prometheus_tools import binary
+from tools.deploycheck.promrules import (
+    PROMETHEUS_RULE,
+    alerts,
+    rule_groups,
+    unit_tests,
+    write_rules,
+)
 
 pytestmark = pytest.mark.process  # promtool
 

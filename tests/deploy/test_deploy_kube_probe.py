@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.kubeprobe import MAX_BODY_BYTES, ProbeResult, probe
+from tools.deploycheck.kubeprobe import MAX_BODY_BYTES, ProbeResult, probe
 from tools.fakeconnect.bodies import LONG_TRACE, status
 from tools.fakeconnect.model import FakeConnect
 from tools.fakeconnect.threaded import serve_fake, serve_handler

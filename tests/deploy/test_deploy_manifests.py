@@ -14,7 +14,7 @@ from pydantic import AliasChoices
 
 from app.main import create_app
 from app.settings import ENV_PREFIX, Settings
-from tests.deploy.manifests import (
+from tools.deploycheck.manifests import (
     CLASSIC,
     Manifest,
     PodTemplate,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.prometheus_tools import RunningPrometheus, run_prometheus
-from tests.deploy.promrules import alerts, write_rules
+from tools.deploycheck.prometheus_tools import RunningPrometheus, run_prometheus
+from tools.deploycheck.promrules import alerts, write_rules
 from tools.fakeconnect.bodies import LONG_TRACE, status
 from tools.fakeconnect.model import FakeConnect
 from tools.fakeconnect.threaded import serve_fake

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from tests.deploy.manifests import (
+from tools.deploycheck.manifests import (
     DEPLOY,
     Manifest,
     environment,
@@ -16,7 +16,7 @@ from tests.deploy.manifests import (
     serves_get,
     sidecar_pods,
 )
-from tests.deploy.recipes import CFK_CONNECT, cfk_overlay, cfk_pod
+from tools.deploycheck.recipes import CFK_CONNECT, cfk_overlay, cfk_pod
 
 pytestmark = pytest.mark.process  # kubectl kustomize
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from tests.deploy.manifests import CLASSIC, DEPLOY, render, sidecar_pods
+from tools.deploycheck.manifests import CLASSIC, DEPLOY, render, sidecar_pods
 
 pytestmark = pytest.mark.process  # kubectl kustomize
 
