@@ -38,12 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.procs import free_port, proc_status, stop_process  # noqa: E402 - the repository root comes first
+from tools.procs import cpu_seconds, free_port, proc_status, stop_process  # noqa: E402 - the repository root comes first
 
 BENCH = ROOT / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
 HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -371,10 +370,7 @@ def cpu_times(pid: int) -> tuple[float, float]:
                 open(f"/proc/{pid}/task/{tid}/schedstat") as f,
             ):
                 ns += int(f.read().split()[0])
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return ns / 1e9, ticks / CLK_TCK
+    return ns / 1e9, cpu_seconds(pid)
 
 
 @dataclass

@@ -52,9 +52,8 @@ if str(ROOT) not in sys.path:
 from app.schemas import ProbeBody  # noqa: E402
 from tools.fakeconnect.bodies import OTHER_WORKER, THIS_WORKER, status  # noqa: E402
 from tools.fakeconnect.faulty import FAULTS, ODD_NAMES, FaultyConnect  # noqa: E402
-from tools.procs import proc_status, run_sidecar  # noqa: E402
+from tools.procs import cpu_seconds, proc_status, run_sidecar  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 POLL_INTERVAL = 0.5
 TIMEOUT = 1.0
@@ -86,8 +85,7 @@ class Sample:
 
 def sample(pid: int, at: float) -> Sample:
     values = proc_status(pid, ("VmRSS", "VmHWM", "Threads"))
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    cpu = cpu_seconds(pid)
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     return Sample(at, values["VmRSS"] * 1024, values["VmHWM"] * 1024, fds, values["Threads"], cpu)
 

@@ -29,14 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tools.deploycheck.kubeprobe import probe  # noqa: E402 - after the path set-up above
-from tools.procs import free_port, proc_status, stop_process  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+from tools.procs import cpu_seconds, free_port, proc_status, stop_process  # noqa: E402
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -42,6 +42,12 @@ def proc_status(pid: int, keys: tuple[str, ...] = ("VmRSS", "VmHWM")) -> dict[st
     return values
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time ``pid`` used so far (utime + stime of ``/proc/PID/stat``), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of ``pid`` now, in bytes."""
     return proc_status(pid, ("VmRSS",))["VmRSS"] * 1024
