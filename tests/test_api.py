@@ -1,5 +1,6 @@
 """The ASGI app with its lifespan: routes, bodies, and the never-500 rule."""
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -103,3 +104,28 @@ def test_lifespan_stops_the_poller_and_closes_the_client(fake: FakeConnect) -> N
     assert runtime.task.done()
     assert runtime.task.cancelled()
     assert runtime.poller.state.polls >= 3
+
+
+def test_the_poll_loop_runs_on_the_injected_clock(fake: FakeConnect) -> None:
+    """POLL_INTERVAL is measured on the app's clock: no poll until it has passed, then one."""
+    clock = FakeClock(instant=False)
+    settings = Settings(worker_id=THIS_WORKER, poll_interval=5)
+    with TestClient(create_app(settings, transport=fake.transport(), clock=clock)) as client:
+        until_polled(client)
+        poller = client.app.state.runtime.poller  # type: ignore[attr-defined]
+        assert client.portal is not None
+        client.portal.call(turn_the_loop)
+        assert clock.sleeps == [5.0]
+        client.portal.call(clock.advance, 4.9)
+        client.portal.call(turn_the_loop)
+        assert poller.state.polls == 1
+        client.portal.call(clock.advance, 0.1)
+        until_polled(client, polls=2)
+        client.portal.call(turn_the_loop)
+        assert clock.sleeps == [5.0, 5.0]
+
+
+async def turn_the_loop() -> None:
+    """Give every ready task many turns (no time passes on the fake clock)."""
+    for _ in range(1000):
+        await asyncio.sleep(0)
