@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Only the package registries are reachable: never try to download a Python build.
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help uv install install-dev run test test-unit lint typecheck format
+.PHONY: help uv install install-dev run test test-unit test-process lint typecheck format
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -29,8 +29,11 @@ install-dev: uv ## install the sidecar and the development tools into .venv
 run: install ## serve against $$CONNECT_PROBE_CONNECT_URL (default http://localhost:8083) on :18083
 	$(BIN)/connect-probe
 
-test-unit: install-dev ## fast tests only (no Java, no real Kafka Connect)
-	$(BIN)/pytest -m "not realkafka" -q
+test-unit: install-dev ## in-process tests only (MockTransport + fake clock; no socket, no process): seconds
+	$(BIN)/pytest -m inprocess -q
+
+test-process: install-dev ## tests with real processes and sockets on 127.0.0.1 (no Java): minutes
+	$(BIN)/pytest -m process -q
 
 test: install-dev ## every test, including the ones against a real Kafka Connect worker
 	$(BIN)/pytest -q
@@ -38,7 +41,7 @@ test: install-dev ## every test, including the ones against a real Kafka Connect
 lint: install-dev ## ruff lint + format check + mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict app
+	$(BIN)/mypy --strict app tests tools bench deploy/measure_sidecar.py
 
 format: install-dev ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

@@ -1,8 +1,9 @@
 """Which ``worker_id`` is this worker's: set explicitly, or detected from the pod's names.
 
 Connect tags every connector instance and task with ``worker_id`` = ``<advertised host>:<advertised
-port>`` and no endpoint tells a worker its own id (``shared/notes/connect-rest-api.md`` §7). So we
-build the ids this worker could be advertising and match them case-insensitively.
+port>`` (``rest.advertised.host.name`` / ``rest.advertised.port``, else the listener's host and
+port), and no REST endpoint tells a worker its own id: ``GET /`` answers only version, commit and
+cluster id. So we build the ids this worker could be advertising and match them case-insensitively.
 """
 
 import contextlib

@@ -1,6 +1,6 @@
 """Prometheus metrics on a private registry, computed at scrape time from the latest poll.
 
-A scrape never calls Connect: ``StateCollector`` reads the same ``PollState`` the probes read, and
+A scrape never calls Connect: ``StateSeries`` reads the same ``PollState`` the probes read, and
 the ready/live gauges are the cached probe answers. Only what the latest state cannot tell —
 how long each poll took and why polls failed — is recorded as polls happen, by
 ``Metrics.observe_poll`` (a poll observer). Each scrape takes a ``StateView`` on the event loop and

@@ -24,7 +24,6 @@ import platform
 import re
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -36,10 +35,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools.procs import cpu_seconds, free_port, proc_status, stop_process  # noqa: E402 - the repository root comes first
+
 BENCH = ROOT / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
 HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -165,13 +168,6 @@ class Proc:
         return (env + " " if env else "") + shlex.join(self.argv)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Procs:
     """Owns every process the bench starts; stops them by PID."""
 
@@ -203,15 +199,7 @@ class Procs:
         return proc
 
     def stop(self, proc: Proc) -> None:
-        if proc.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.popen.wait(timeout=10)
+        stop_process(proc.popen)
         if proc.popen.stdout is not None:
             proc.popen.stdout.close()
         if proc in self.procs:
@@ -234,7 +222,8 @@ def start_fake(
 ) -> Proc:
     argv = [
         str(cfg.python),
-        str(BENCH / "fake_connect.py"),
+        "-m",
+        "tools.fakeconnect.fast",
         "--host",
         HOST,
         "--port",
@@ -381,10 +370,7 @@ def cpu_times(pid: int) -> tuple[float, float]:
                 open(f"/proc/{pid}/task/{tid}/schedstat") as f,
             ):
                 ns += int(f.read().split()[0])
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return ns / 1e9, ticks / CLK_TCK
+    return ns / 1e9, cpu_seconds(pid)
 
 
 @dataclass
@@ -405,13 +391,7 @@ def measure_cpu(pid: int) -> Iterator[list[CpuWindow]]:
 
 
 def rss_kb(pid: int) -> dict[str, int]:
-    out: dict[str, int] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                out[key] = int(value.split()[0])
-    return out
+    return proc_status(pid, ("VmRSS", "VmHWM", "RssAnon", "RssFile"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@
 
 For ``--seconds`` it probes at ``--rate`` requests per second (default 250: /ready 70 %, /live 25 %,
 /healthz and /status the rest; keep-alive connections plus one new connection per request for 10 %
-of them, as the kubelet does) while ``tests.faulty_connect.FaultyConnect`` flips connector states
-every two seconds and injects every upstream fault of issue 6 in turn (on for 1.5 s, off for
+of them, as the kubelet does) while ``tools.fakeconnect.faulty.FaultyConnect`` flips connector
+states every two seconds and injects every upstream fault of issue 6 in turn (on for 1.5 s, off for
 1.5 s), and hostile requests arrive on the sidecar's own port (oversized head, garbage, idle
 connections, wrong method). The first full round of faults is the warm-up.
 
@@ -50,17 +50,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app.wire import ProbeBody  # noqa: E402
-from tests.faulty_connect import (  # noqa: E402 - the repository root must be on sys.path first
-    FAULTS,
-    ODD_NAMES,
-    OTHER_WORKER,
-    THIS_WORKER,
-    FaultyConnect,
-    connector,
-)
-from tests.processes import run_sidecar  # noqa: E402
+from tools.fakeconnect.bodies import OTHER_WORKER, THIS_WORKER, status  # noqa: E402
+from tools.fakeconnect.faulty import FAULTS, ODD_NAMES, FaultyConnect  # noqa: E402
+from tools.procs import cpu_seconds, proc_status, run_sidecar  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 POLL_INTERVAL = 0.5
 TIMEOUT = 1.0
@@ -91,13 +84,8 @@ class Sample:
 
 
 def sample(pid: int, at: float) -> Sample:
-    values: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM", "Threads"):
-            values[key] = int(value.split()[0])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    values = proc_status(pid, ("VmRSS", "VmHWM", "Threads"))
+    cpu = cpu_seconds(pid)
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     return Sample(at, values["VmRSS"] * 1024, values["VmHWM"] * 1024, fds, values["Threads"], cpu)
 
@@ -290,11 +278,11 @@ async def hostile(port: int, seconds: float, stats: Stats) -> None:
 # --- Connect flapping and faults --------------------------------------------------------------
 def cluster(rng: random.Random, states: dict[str, str]) -> dict[str, dict[str, Any]]:
     connectors = {
-        name: connector(name, state, THIS_WORKER if index % 2 == 0 else OTHER_WORKER, tasks=3)
+        name: status(name, state, THIS_WORKER if index % 2 == 0 else OTHER_WORKER, tasks=3)
         for index, (name, state) in enumerate(states.items())
     }
     for name in rng.sample(ODD_NAMES, 2):  # odd names come and go
-        connectors[name] = connector(name, rng.choice(("RUNNING", "FAILED")))
+        connectors[name] = status(name, rng.choice(("RUNNING", "FAILED")), tasks=1)
     return connectors
 
 

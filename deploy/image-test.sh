@@ -268,11 +268,11 @@ SIDECAR_ENV=(
     CONNECT_PROBE_MAX_AGE=3
     POD_IP=127.0.0.1
 )
-"$PYTHON" tests/deploy/fakeconnect.py --port "$FAKE_PORT" >"$WORK/fake.log" 2>&1 &
+"$PYTHON" -m tools.fakeconnect.fast --port "$FAKE_PORT" >"$WORK/fake.log" 2>&1 &
 FAKE_PID=$!
 
 probe() {  # probe PATH EXPECTED_STATUS DEADLINE_S: kubelet-style GET until it answers EXPECTED
-    "$PYTHON" tests/deploy/kubeprobe.py --expect "$2" --until "$3" "http://127.0.0.1:$PROBE_PORT$1"
+    "$PYTHON" -m tools.deploycheck.kubeprobe --expect "$2" --until "$3" "http://127.0.0.1:$PROBE_PORT$1"
 }
 report_rss() {  # the image's Python process under $1, as the host sees it
     local pid

@@ -1,7 +1,8 @@
 """Measure the sidecar's memory and CPU, to size its Kubernetes requests and limits.
 
-Starts ``tests/deploy/fakeconnect.py`` and the sidecar (``.venv/bin/connect-probe`` by default),
-both bound to 127.0.0.1, then reads the sidecar's /proc counters over three phases:
+Starts the fake Connect (``tools/fakeconnect/fast.py``) and the sidecar
+(``.venv/bin/connect-probe`` by default), both bound to 127.0.0.1, then reads the sidecar's /proc
+counters over three phases:
 
 1. idle: kubelet traffic only (/ready every 5 s, /live and /healthz every 10 s), default poll;
 2. steady load: ``--rate`` fresh-connection kube-probe GETs per second on /ready;
@@ -16,7 +17,6 @@ Both processes are stopped by PID at the end. Usage::
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -28,44 +28,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.deploy.kubeprobe import probe  # noqa: E402 - after the path set-up above
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+from tools.deploycheck.kubeprobe import probe  # noqa: E402 - after the path set-up above
+from tools.procs import cpu_seconds, free_port, proc_status, stop_process  # noqa: E402
 
 
 def memory_kib(pid: int) -> dict[str, int]:
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    wanted = {"VmRSS", "VmHWM", "RssAnon"}
-    return {
-        key: int(value.split()[0])
-        for key, _, value in (line.partition(":") for line in status)
-        if key in wanted
-    }
+    return proc_status(pid, ("VmRSS", "VmHWM", "RssAnon"))
 
 
 @contextmanager
 def running(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT
+    )
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def wait_for(url: str, status: int, seconds: float) -> None:
@@ -161,7 +140,7 @@ def main() -> None:
         "CONNECT_PROBE_LOG_FORMAT": "json",
         "POD_IP": "127.0.0.1",
     }
-    fake_cmd = [sys.executable, str(ROOT / "tests" / "deploy" / "fakeconnect.py")]
+    fake_cmd = [sys.executable, "-m", "tools.fakeconnect.fast"]
     fake_cmd += ["--port", str(fake_port), "--connectors", str(args.connectors)]
     fake_cmd += ["--tasks", str(args.tasks)] + (["--churn"] if args.churn else [])
     base = f"http://127.0.0.1:{probe_port}"

@@ -21,7 +21,7 @@ bench: install-dev bench-tools ## full benchmark, several minutes; writes bench/
 bench-smoke: install-dev ## seconds-long run of the bench machinery (no wrk); numbers mean nothing
 	$(BIN)/python bench/run.py --smoke $(BENCH_ARGS)
 
-BENCH_PY := bench/run.py bench/fake_connect.py bench/bare_app.py bench/exec_probe.py \
+BENCH_PY := bench/run.py tools/fakeconnect/fast.py bench/bare_app.py bench/exec_probe.py \
 	tests/test_bench_smoke.py
 
 bench-lint: install-dev ## ruff + mypy --strict on the benchmark's files

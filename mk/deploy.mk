@@ -61,10 +61,10 @@ deploy-render: install-dev ## render every kustomization under deploy/ into $(DE
 		$(KUBECTL) kustomize $$dir > $$out || exit 1; \
 		echo "rendered $$dir -> $$out"; \
 	done
-	@$(BIN)/python -m tests.deploy.recipes $(DEPLOY_OUT)/recipes
+	@$(BIN)/python -m tools.deploycheck.recipes $(DEPLOY_OUT)/recipes
 
 deploy-alerts: install-dev prometheus-tools ## promtool: check the alerts and run their unit tests
-	$(BIN)/python -m tests.deploy.promrules $(PROMETHEUS_OUT)
+	$(BIN)/python -m tools.deploycheck.promrules $(PROMETHEUS_OUT)
 	$(PROMTOOL) check rules $(PROMETHEUS_OUT)/kafka-connect-probe.rules.yaml
 	$(PROMTOOL) test rules $(PROMETHEUS_OUT)/*.test.yaml
 

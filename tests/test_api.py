@@ -1,6 +1,6 @@
 """The ASGI app with its lifespan: routes, bodies, and the never-500 rule."""
 
-import time
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -9,8 +9,10 @@ from fastapi.testclient import TestClient
 from app.answers import AnswerCache
 from app.main import create_app
 from app.settings import Settings
-from tests.fakes import FakeConnect, status
-from tests.sidecar import THIS_WORKER
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
+from tools.sidecar import until_polled
 
 
 @pytest.fixture
@@ -19,15 +21,14 @@ def fake() -> FakeConnect:
 
 
 def client_for(fake: FakeConnect, **overrides: object) -> TestClient:
-    settings = Settings(worker_id=THIS_WORKER, poll_interval=0.05, **overrides)  # type: ignore[arg-type]
-    return TestClient(create_app(settings, transport=fake.transport()))
+    """The app with its lifespan; its poller polls once, then sleeps on a clock nobody moves."""
+    settings = Settings(worker_id=THIS_WORKER, **overrides)  # type: ignore[arg-type]
+    app = create_app(settings, transport=fake.transport(), clock=FakeClock(instant=False))
+    return TestClient(app)
 
 
 def first_poll(client: TestClient) -> None:
-    deadline = time.monotonic() + 5
-    while client.get("/status").json()["poll"]["polls"] == 0:
-        assert time.monotonic() < deadline, "no poll within 5 s"
-        time.sleep(0.01)
+    until_polled(client)
 
 
 @pytest.fixture
@@ -94,14 +95,37 @@ def test_openapi_documents_the_probes(client: TestClient) -> None:
 
 
 def test_lifespan_stops_the_poller_and_closes_the_client(fake: FakeConnect) -> None:
-    app = create_app(
-        Settings(worker_id=THIS_WORKER, poll_interval=0.05), transport=fake.transport()
-    )
+    clock = FakeClock()  # instant sleeps: the poller polls flat out until the lifespan ends
+    app = create_app(Settings(worker_id=THIS_WORKER), transport=fake.transport(), clock=clock)
     with TestClient(app) as client:
-        first_poll(client)
+        until_polled(client, polls=3)
         runtime = app.state.runtime
     assert runtime.task is not None
     assert runtime.task.done()
-    polls = len(fake.requests)
-    time.sleep(0.1)  # would be several polls if the loop were still running
-    assert len(fake.requests) == polls
+    assert runtime.task.cancelled()
+    assert runtime.core.poller.state.polls >= 3
+
+
+def test_the_poll_loop_runs_on_the_injected_clock(fake: FakeConnect) -> None:
+    """POLL_INTERVAL is measured on the app's clock: no poll until it has passed, then one."""
+    clock = FakeClock(instant=False)
+    settings = Settings(worker_id=THIS_WORKER, poll_interval=5)
+    with TestClient(create_app(settings, transport=fake.transport(), clock=clock)) as client:
+        until_polled(client)
+        poller = client.app.state.runtime.core.poller  # type: ignore[attr-defined]
+        assert client.portal is not None
+        client.portal.call(turn_the_loop)
+        assert clock.sleeps == [5.0]
+        client.portal.call(clock.advance, 4.9)
+        client.portal.call(turn_the_loop)
+        assert poller.state.polls == 1
+        client.portal.call(clock.advance, 0.1)
+        until_polled(client, polls=2)
+        client.portal.call(turn_the_loop)
+        assert clock.sleeps == [5.0, 5.0]
+
+
+async def turn_the_loop() -> None:
+    """Give every ready task many turns (no time passes on the fake clock)."""
+    for _ in range(1000):
+        await asyncio.sleep(0)

@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.process  # the bench driver and its processes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -8,17 +8,17 @@ import pytest
 
 from app import __version__
 from app.cli import main
-from tests.fake_server import serve_fake
-from tests.fakes import FakeConnect, status
-from tests.processes import BIN
-from tests.sidecar import THIS_WORKER
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
+from tools.fakeconnect.threaded import serve_fake
+from tools.procs import SIDECAR
 
 SECRET = "hunter2:with:colons"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN), *args], capture_output=True, text=True, timeout=30, env=env, check=False
+        [str(SIDECAR), *args], capture_output=True, text=True, timeout=30, env=env, check=False
     )
 
 
@@ -65,12 +65,14 @@ def test_flags_override_the_environment(
     assert "SCOPE" not in err.replace("TIMEOUT", "")
 
 
+@pytest.mark.process
 def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"connect-probe {__version__}"
 
 
+@pytest.mark.process
 def test_help_lists_every_setting_and_no_secret() -> None:
     result = run("--help", env={"CONNECT_PROBE_PASSWORD": SECRET, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0
@@ -79,6 +81,7 @@ def test_help_lists_every_setting_and_no_secret() -> None:
     assert SECRET not in result.stdout
 
 
+@pytest.mark.process
 def test_check_ready_and_live_exit_codes(tmp_path: Path) -> None:
     fake = FakeConnect()
     fake.add(status("orders-sink", tasks=[("RUNNING", THIS_WORKER)]))

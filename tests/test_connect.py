@@ -1,6 +1,7 @@
 """The Connect client: auth, limits, and how each kind of failure is classified."""
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,8 +14,11 @@ from app.connect.client import (
     build_http_client,
 )
 from app.settings import Settings
-from tests.fakes import FakeConnect, status
-from tests.sidecar import Sidecar
+from tools.fakeconnect.bodies import status
+from tools.fakeconnect.model import FakeConnect
+from tools.fakeconnect.threaded import serve_fake
+from tools.sidecar import Sidecar
+from tools.tls import self_signed, server_context
 
 pytestmark = pytest.mark.anyio
 
@@ -73,6 +77,7 @@ async def test_declared_oversize_is_refused_before_reading() -> None:
             await ConnectClient(http, settings).get("/connectors")
 
 
+@pytest.mark.process
 async def test_refused_connection_names_the_os_error() -> None:
     settings = Settings(connect_url="http://127.0.0.1:9", timeout=2)
     async with build_http_client(settings) as http:
@@ -97,7 +102,28 @@ async def test_unchanged_answers_are_parsed_once() -> None:
         assert changed.connectors["orders-sink"].tasks[0].state == "FAILED"
 
 
-def test_https_client_with_verification_off_builds() -> None:
-    settings = Settings(connect_url="https://localhost:8443", verify=False)
-    client = build_http_client(settings)
-    assert client.base_url.scheme == "https"
+@pytest.fixture(scope="module")
+def self_signed_connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Connect over HTTPS on 127.0.0.1 with a certificate nobody vouches for."""
+    fake = FakeConnect()
+    fake.add(status("orders-sink"))
+    context = server_context(self_signed(tmp_path_factory.mktemp("tls")))
+    with serve_fake(fake, context) as url:
+        yield url
+
+
+@pytest.mark.process
+async def test_verification_off_accepts_a_self_signed_certificate(self_signed_connect: str) -> None:
+    settings = Settings(connect_url=self_signed_connect, verify=False, timeout=5)
+    async with build_http_client(settings) as http:
+        statuses = await ConnectClient(http, settings).fetch_statuses()
+    assert list(statuses.connectors) == ["orders-sink"]
+
+
+@pytest.mark.process
+async def test_verification_on_refuses_a_self_signed_certificate(self_signed_connect: str) -> None:
+    """The counterpart: the same server fails by default, so the test above proves something."""
+    settings = Settings(connect_url=self_signed_connect, timeout=5)
+    async with build_http_client(settings) as http:
+        with pytest.raises(ConnectUnreachable, match=r"(?i)certificate"):
+            await ConnectClient(http, settings).fetch_statuses()

@@ -10,8 +10,9 @@ The sidecar sees its host name and FQDN (``local_host_names``); the tests hand t
 import pytest
 
 from app.identity import detect_identity, name_forms
-from tests.fakes import FakeConnect, status
-from tests.sidecar import Sidecar
+from tools.fakeconnect.bodies import status
+from tools.fakeconnect.model import FakeConnect
+from tools.sidecar import Sidecar
 
 CFK_FQDN = "connect-0.connect.confluent.svc.cluster.local"
 STRIMZI_FQDN = "my-connect-connect-0.my-connect-connect.kafka.svc.cluster.local"

@@ -7,8 +7,10 @@ import logging
 import pytest
 
 from app.logs import JsonFormatter, RepeatThrottle, logging_config
-from tests.fakes import Canned, FakeClock, FakeConnect, status
-from tests.sidecar import THIS_WORKER, Sidecar
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.model import Canned, FakeConnect
+from tools.sidecar import Sidecar
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,6 @@
 with no duplicate series, and the alert rules in deploy/monitoring referring to real series."""
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,10 @@ from app.main import create_app
 from app.metrics import POLL_ERROR_REASONS, STATE_ORDER, Metrics, StateSeries
 from app.poller import PollObserver
 from app.settings import Settings
-from tests.fakes import FakeClock, FakeConnect, status
-from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import OTHER_WORKER, THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
+from tools.sidecar import Sidecar, until_polled
 
 pytestmark = pytest.mark.anyio
 
@@ -338,12 +339,11 @@ def fake() -> FakeConnect:
 
 @pytest.fixture
 def client(fake: FakeConnect) -> Iterator[TestClient]:
-    settings = Settings(worker_id=THIS_WORKER, poll_interval=0.05)
-    with TestClient(create_app(settings, transport=fake.transport())) as test_client:
-        deadline = time.monotonic() + 5
-        while test_client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, "not ready within 5 s"
-            time.sleep(0.01)
+    settings = Settings(worker_id=THIS_WORKER)
+    app = create_app(settings, transport=fake.transport(), clock=FakeClock(instant=False))
+    with TestClient(app) as test_client:
+        until_polled(test_client)
+        assert test_client.get("/ready").status_code == 200
         yield test_client
 
 

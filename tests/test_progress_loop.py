@@ -18,8 +18,9 @@ from app.progress.reading import KafkaUnavailable
 from app.progress.rules import GroupRead, KafkaRead, Member, client_id
 from app.progress.wiring import ProgressRuntime, build
 from app.rules import Rules
-from tests.fakes import Canned, FakeConnect, status
-from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar, codes
+from tools.fakeconnect.bodies import OTHER_WORKER, THIS_WORKER, status
+from tools.fakeconnect.model import Canned, FakeConnect
+from tools.sidecar import Sidecar, codes
 
 pytestmark = pytest.mark.anyio
 
@@ -417,6 +418,7 @@ print(section["enabled"], ",".join(loaded) or "-")
 """
 
 
+@pytest.mark.process  # a fresh interpreter, so nothing is imported already
 @pytest.mark.parametrize(
     ("args", "expected"),
     [((), "False -"), (("127.0.0.1:1",), "True confluent_kafka,app.progress.wiring")],

@@ -17,11 +17,12 @@ from app.metrics import Metrics
 from app.restart import Restarter, backoff_delay
 from app.settings import Settings
 from app.verdict import iso
-from tests.fake_server import serve_fake
-from tests.fakes import Canned, FakeClock, FakeConnect, status
-from tests.processes import run_sidecar
-from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar
-from tests.test_server import wait_for
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import OTHER_WORKER, THIS_WORKER, status
+from tools.fakeconnect.model import Canned, FakeConnect
+from tools.fakeconnect.threaded import serve_fake
+from tools.procs import run_sidecar, wait_for_status
+from tools.sidecar import Sidecar
 
 pytestmark = pytest.mark.anyio
 
@@ -526,6 +527,7 @@ async def test_no_restart_metric_when_off() -> None:
 
 
 # --- the real process against a recording Connect -----------------------------------------------
+@pytest.mark.process
 def test_real_process_heals_a_failed_task(tmp_path: Path) -> None:
     fake = FakeConnect(restart_heals=True)
     fake.add(failed_task("orders"))
@@ -537,7 +539,7 @@ def test_real_process_heals_a_failed_task(tmp_path: Path) -> None:
             "CONNECT_PROBE_AUTO_RESTART": "true",
         }
         with run_sidecar(env, tmp_path) as sidecar:
-            assert wait_for(f"{sidecar.url}/ready", 200).status_code == 200
+            assert wait_for_status(f"{sidecar.url}/ready", 200).status_code == 200
             page = httpx.get(f"{sidecar.url}/status").json()["auto_restart"]
         log = sidecar.output()
     assert fake.posts == [f"/connectors/orders/restart{PLAN}"]

@@ -1,11 +1,26 @@
 """The readiness and liveness rules, scenario by scenario, against a fake Connect and clock."""
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from tests.fakes import Canned, FakeClock, FakeConnect, load, status
-from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar, codes
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import OTHER_WORKER, THIS_WORKER, status
+from tools.fakeconnect.model import Canned, FakeConnect
+from tools.sidecar import Sidecar, codes
 
 pytestmark = pytest.mark.anyio
+
+DATA = Path(__file__).parent / "data"
+
+
+def load(prefix: str) -> Any:
+    """A recorded Connect answer from tests/data by its number prefix, e.g. ``load("04")``."""
+    matches = sorted(DATA.glob(f"{prefix}-*.json"))
+    assert len(matches) == 1, f"expected one example starting with {prefix}-, got {matches}"
+    return json.loads(matches[0].read_text(encoding="utf-8"))
 
 
 def fake_with(*bodies: dict[str, object]) -> FakeConnect:

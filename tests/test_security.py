@@ -13,12 +13,11 @@ import base64
 import http.server
 import json
 import logging
-import shutil
-import ssl
+import os
 import subprocess
 import sys
-import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +26,16 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+import app
 from app.connect.client import ConnectClient, ConnectError, build_http_client, path_segment
 from app.logs import safe
 from app.settings import Settings
-from tests.fakes import FakeConnect, status
-from tests.processes import BIN, run_sidecar
-from tests.sidecar import THIS_WORKER, Sidecar
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
+from tools.fakeconnect.threaded import serve_handler
+from tools.procs import SIDECAR, run_sidecar
+from tools.sidecar import Sidecar
+from tools.tls import TlsFiles, self_signed, server_context
 
 SECRET = "Pa55-w0rd:zq9-never-shown"  # a test value that must never surface
 USER = "probe"
@@ -205,45 +208,10 @@ def assert_clean(text: str, secrets: list[str], where: str) -> None:
         assert secret not in text, f"{secret[:12]}... appears in {where}"
 
 
-@dataclass
-class TlsFiles:
-    cert: Path
-    key: Path
-    key_pem: str
-
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A self-signed certificate for 127.0.0.1, used by both ends (server and client)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return TlsFiles(cert, key, key.read_text())
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @dataclass
@@ -274,24 +242,12 @@ def tls_connect(tls: TlsFiles) -> Iterator[TlsConnect]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(tls.cert), str(tls.key))
-    context.load_verify_locations(str(tls.cert))
-    context.verify_mode = ssl.CERT_REQUIRED
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    record.url = f"https://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serve_handler(Handler, server_context(tls, client_cert=True)) as url:
+        record.url = url
         yield record
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
+@pytest.mark.process
 def test_a_real_process_with_a_wrong_password_over_mutual_tls_reveals_no_secret(
     tls: TlsFiles, tls_connect: TlsConnect, tmp_path: Path
 ) -> None:
@@ -332,6 +288,7 @@ def test_a_real_process_with_a_wrong_password_over_mutual_tls_reveals_no_secret(
     assert json.loads(bodies["/status"])["settings"]["password"] is None  # PASSWORD unset here
 
 
+@pytest.mark.process
 def test_the_password_env_and_key_file_never_reach_help_check_or_errors(
     tls: TlsFiles, tmp_path: Path
 ) -> None:
@@ -349,7 +306,7 @@ def test_the_password_env_and_key_file_never_reach_help_check_or_errors(
 
     def run(*args: str, extra: dict[str, str] | None = None) -> str:
         done = subprocess.run(
-            [str(BIN), *args],
+            [str(SIDECAR), *args],
             env={**env, **(extra or {})},
             capture_output=True,
             text=True,
@@ -407,13 +364,32 @@ async def test_connect_errors_never_carry_the_credentials() -> None:
         while answers:
             with pytest.raises(ConnectError) as caught:
                 await client.fetch_statuses()
-            assert_clean(str(caught.value), secrets, f"{type(caught.value).__name__}")
-            assert_clean(repr(caught.value.__cause__), secrets, "the cause")
+            error = caught.value
+            assert_clean(str(error), secrets, f"{type(error).__name__}")
+            # What a log line with the exception shows: the error alone, no chained httpx
+            # exception (whose request holds the Authorization header).
+            shown = "".join(traceback.format_exception(error))
+            assert_clean(shown, secrets, "the logged traceback")
+            assert "During handling of the above exception" not in shown
+            assert "was the direct cause" not in shown
             answers.pop(0)
     assert_clean(repr(settings), secrets, "repr(Settings)")
     assert_clean(str(settings.public_view()), secrets, "public_view")
 
 
-def test_the_python_executable_is_the_venv() -> None:
-    """The process tests run ``connect-probe`` next to this interpreter."""
-    assert Path(sys.executable).parent == BIN.parent
+@pytest.mark.process
+def test_the_process_tests_run_this_checkout() -> None:
+    """``connect-probe``, which the process tests start, runs this interpreter on this checkout's
+    ``app``: not another installation that would pass or fail for reasons of its own."""
+    assert os.access(SIDECAR, os.X_OK), f"{SIDECAR} missing: make install-dev"
+    shebang = SIDECAR.read_text().splitlines()[0].removeprefix("#!").split()[0]
+    assert Path(shebang).resolve() == Path(sys.executable).resolve()
+    where = subprocess.run(
+        [shebang, "-c", "import app; print(app.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        cwd="/",
+    ).stdout.strip()
+    assert Path(where).resolve().parent == Path(app.__file__).resolve().parent

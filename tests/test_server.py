@@ -6,22 +6,15 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.fake_server import serve_fake
-from tests.fakes import FakeConnect, status
-from tests.processes import run_sidecar
-from tests.sidecar import THIS_WORKER
-
-
-def wait_for(url: str, expected: int, deadline: float = 10.0) -> httpx.Response:
-    end = time.monotonic() + deadline
-    while True:
-        response = httpx.get(url, timeout=2)
-        if response.status_code == expected or time.monotonic() > end:
-            return response
-        time.sleep(0.05)
+from tools.fakeconnect.bodies import THIS_WORKER, status
+from tools.fakeconnect.model import FakeConnect
+from tools.fakeconnect.threaded import serve_fake
+from tools.procs import run_sidecar, wait_for_status
 
 
+@pytest.mark.process
 def test_real_server_answers_probes_from_a_real_connect(tmp_path: Path) -> None:
     fake = FakeConnect()
     fake.add(status("orders-sink", tasks=[("RUNNING", THIS_WORKER)]))
@@ -32,7 +25,7 @@ def test_real_server_answers_probes_from_a_real_connect(tmp_path: Path) -> None:
             "CONNECT_PROBE_POLL_INTERVAL": "0.2",
         }
         with run_sidecar(env, tmp_path) as sidecar:
-            ready = wait_for(f"{sidecar.url}/ready", 200)
+            ready = wait_for_status(f"{sidecar.url}/ready", 200)
             assert ready.status_code == 200
             assert ready.headers["content-type"] == "application/json"
             assert ready.json()["ok"] is True
@@ -48,7 +41,7 @@ def test_real_server_answers_probes_from_a_real_connect(tmp_path: Path) -> None:
             assert httpx.get(f"{sidecar.url}/openapi.json").status_code == 200
 
             fake.set_task("orders-sink", 0, "FAILED")
-            failed = wait_for(f"{sidecar.url}/ready", 503)
+            failed = wait_for_status(f"{sidecar.url}/ready", 503)
             assert failed.status_code == 503
             assert failed.json()["reasons"][0]["connector"] == "orders-sink"
             assert httpx.head(f"{sidecar.url}/ready").status_code == 503
@@ -62,10 +55,11 @@ def test_real_server_answers_probes_from_a_real_connect(tmp_path: Path) -> None:
         assert "GET /ready" not in log  # no access log line per probe
 
 
+@pytest.mark.process
 def test_real_server_with_nothing_listening_answers_503_with_a_reason(tmp_path: Path) -> None:
     env = {"CONNECT_PROBE_CONNECT_URL": "http://127.0.0.1:9", "CONNECT_PROBE_POLL_INTERVAL": "0.2"}
     with run_sidecar(env, tmp_path) as sidecar:
-        response = wait_for(f"{sidecar.url}/ready", 503)
+        response = wait_for_status(f"{sidecar.url}/ready", 503)
         body = response.json()
         assert response.status_code == 503
         assert body["reasons"][0]["code"] == "connect_unreachable"

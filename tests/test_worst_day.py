@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from app.pollstate import PollState
 from app.serving import httpdate
 from app.settings import Settings
 from app.tracking import Change
-from tests.fakes import Canned, FakeClock, FakeConnect, status
-from tests.sidecar import OTHER_WORKER, THIS_WORKER, Sidecar, codes
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import OTHER_WORKER, THIS_WORKER, status
+from tools.fakeconnect.model import Canned, FakeConnect
+from tools.sidecar import Sidecar, codes
 
 MALFORMED_NULL_WORKER = {"connector": {"state": "RUNNING", "worker_id": None}, "tasks": []}
 
@@ -147,7 +150,7 @@ def test_exposed_traces_stop_at_the_budget_per_poll() -> None:
     keeper = TraceKeeper(expose=True)
     task = TaskStatus(0, "FAILED", THIS_WORKER, long_trace("x"))
     status_with = ConnectorStatus(InstanceStatus("RUNNING", THIS_WORKER), (task,) * 8)
-    lengths = []
+    lengths: list[int] = []
     for _ in range(600):  # 600 x 8 x 4 KiB = 19 MiB of traces asked for, 16 MiB allowed
         lengths.extend(len(t.trace or "") for t in keeper.slim(status_with).tasks)
     assert lengths[0] == EXPOSED_TRACE_CHARS
@@ -368,7 +371,7 @@ async def test_restart_counters_end_with_their_connector() -> None:
 # --- HTTP: a Date header without a timer --------------------------------------------------------
 def test_the_date_header_is_computed_once_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1_790_000_000.2]
-    monkeypatch.setattr(httpdate.time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "time", lambda: now[0])
     first = httpdate.date_headers()
     assert first == [(b"date", b"Mon, 21 Sep 2026 14:13:20 GMT")]
     now[0] += 0.7

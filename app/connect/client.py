@@ -561,6 +561,10 @@ def _transport_detail(exc: httpx.TransportError) -> str:
     """The OS-level cause ("Connection refused") rather than httpx's generic wrapper text."""
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):  # an OSError whose errno means nothing
+            return f"TLS certificate not accepted: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed: {cause.reason or cause}"
         if isinstance(cause, OSError) and (cause.errno or cause.strerror):
             return os.strerror(cause.errno) if cause.errno else str(cause.strerror)
         cause = cause.__cause__ or cause.__context__

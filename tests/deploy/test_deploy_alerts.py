@@ -13,8 +13,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.prometheus_tools import binary
-from tests.deploy.promrules import PROMETHEUS_RULE, alerts, rule_groups, unit_tests, write_rules
+from tools.deploycheck.prometheus_tools import binary
+from tools.deploycheck.promrules import (
+    PROMETHEUS_RULE,
+    alerts,
+    rule_groups,
+    unit_tests,
+    write_rules,
+)
+
+pytestmark = pytest.mark.process  # promtool
 
 ALERTS = alerts()
 # A wider expression per alert: what its near-miss tests must catch.
@@ -25,6 +33,10 @@ WIDER = {
     "ConnectProbeReadinessFlapping": ("> 4", "> 3"),
     "KafkaConnectWorkerUnhealthy": ("== 0", "<= 1"),
     "ConnectProbeDown": ('{job="connect-probe-metrics"}', ""),
+    "KafkaConnectSinkTaskStalled": ('{state="stalled"}', ""),
+    "KafkaConnectSinkTaskNotConsuming": ('{state="not_consuming"}', ""),
+    "KafkaConnectSinkTaskFallingBehind": ('{state="behind"}', ""),
+    "ConnectProbeCannotReadKafka": ("== 0", "<= 1"),
 }
 
 

@@ -13,24 +13,33 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.fakeconnect import FakeConnectServer
-from tests.deploy.kubeprobe import MAX_BODY_BYTES, ProbeResult, probe
-from tests.fake_server import serve_handler
-from tests.processes import RunningSidecar, run_sidecar
+from tools.deploycheck.kubeprobe import MAX_BODY_BYTES, ProbeResult, probe
+from tools.fakeconnect.bodies import LONG_TRACE, status
+from tools.fakeconnect.model import FakeConnect
+from tools.fakeconnect.threaded import serve_fake, serve_handler
+from tools.procs import RunningSidecar, run_sidecar
+
+pytestmark = pytest.mark.process  # a real sidecar and fake Connect on 127.0.0.1
 
 FAST = {"CONNECT_PROBE_POLL_INTERVAL": "0.2", "CONNECT_PROBE_TIMEOUT": "1", "POD_IP": "127.0.0.1"}
 
 
+@contextlib.contextmanager
+def connect_with(connectors: int, tasks: int, state: str) -> Iterator[str]:
+    """A fake Connect on 127.0.0.1 whose connectors all run on it (worker 127.0.0.1:<port>, what
+    a sidecar with POD_IP=127.0.0.1 detects); yields its URL."""
+    fake = FakeConnect()
+    with serve_fake(fake) as url:
+        worker = url.removeprefix("http://")
+        for index in range(connectors):
+            fake.add(status(f"connector-{index}", state, worker, tasks, trace=LONG_TRACE))
+        yield url
+
+
 @pytest.fixture
-def fake_connect() -> Iterator[FakeConnectServer]:
-    server = FakeConnectServer()
-    thread = server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+def fake_connect() -> Iterator[str]:
+    with connect_with(connectors=1, tasks=1, state="RUNNING") as url:
+        yield url
 
 
 def probe_until(url: str, status: int, seconds: float = 10.0) -> ProbeResult:
@@ -75,8 +84,8 @@ def test_connect_down_ready_fails_live_holds(sidecar_without_connect: RunningSid
     assert probe(f"{url}/healthz").status == 200
 
 
-def test_connect_up_ready_and_live_succeed(fake_connect: FakeConnectServer, tmp_path: Path) -> None:
-    env = {**FAST, "CONNECT_PROBE_CONNECT_URL": f"http://127.0.0.1:{fake_connect.port}"}
+def test_connect_up_ready_and_live_succeed(fake_connect: str, tmp_path: Path) -> None:
+    env = {**FAST, "CONNECT_PROBE_CONNECT_URL": fake_connect}
     with run_sidecar(env, tmp_path) as sidecar:
         ready = probe_until(f"{sidecar.url}/ready", 200)
         assert ready.success, (ready, sidecar.output())
@@ -86,20 +95,14 @@ def test_connect_up_ready_and_live_succeed(fake_connect: FakeConnectServer, tmp_
 
 
 def test_many_failed_tasks_still_fit_the_kubelet_read_limit(tmp_path: Path) -> None:
-    server = FakeConnectServer(connectors=300, tasks=3, state="FAILED")
-    thread = server.start_in_thread()
-    try:
-        env = {**FAST, "CONNECT_PROBE_CONNECT_URL": f"http://127.0.0.1:{server.port}"}
+    with connect_with(connectors=300, tasks=3, state="FAILED") as url:
+        env = {**FAST, "CONNECT_PROBE_CONNECT_URL": url}
         with run_sidecar(env, tmp_path) as sidecar:
             ready = probe_until(f"{sidecar.url}/ready", 503)
             assert ready.status == 503, (ready, sidecar.output())
             body = assert_kubelet_reads_it_whole(ready)
             assert body["ok"] is False
             assert probe(f"{sidecar.url}/live").success, "connector states never fail /live"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 # --- the emulator itself, against a plain stdlib server ---------------------------------------

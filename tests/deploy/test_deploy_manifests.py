@@ -4,25 +4,22 @@ references resolve, containers are locked down. Schema validation (kubernetes-va
 ``make deploy-check``; these are the semantic checks it cannot do.
 """
 
-import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from pydantic import AliasChoices
-from starlette.routing import Match
 
 from app.main import create_app
 from app.settings import ENV_PREFIX, Settings
-from tests.deploy.manifests import (
+from tools.deploycheck.manifests import (
     CLASSIC,
     Manifest,
     PodTemplate,
     container_env,
+    environment,
     find,
     kustomization_id,
     kustomizations,
@@ -30,23 +27,15 @@ from tests.deploy.manifests import (
     probes,
     render,
     resolve_port,
+    serves_get,
     sidecar_pods,
 )
 
 KUSTOMIZATIONS = kustomizations()
-pytestmark = pytest.mark.parametrize("kdir", KUSTOMIZATIONS, ids=kustomization_id)
-
-
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Exactly ``values`` as far as Settings can tell (none of the caller's CONNECT_PROBE_*)."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith(ENV_PREFIX) or name == "POD_IP":
-                patch.delenv(name)
-        for name, value in values.items():
-            patch.setenv(name, value)
-        yield
+pytestmark = [
+    pytest.mark.process,  # kubectl kustomize
+    pytest.mark.parametrize("kdir", KUSTOMIZATIONS, ids=kustomization_id),
+]
 
 
 def setting_env_names() -> frozenset[str]:
@@ -67,12 +56,6 @@ def setting_env_names() -> frozenset[str]:
 def app() -> FastAPI:
     with environment({}):
         return create_app(Settings())
-
-
-def serves_get(app: FastAPI, path: str) -> bool:
-    """Whether the app's router would dispatch ``GET path`` to a route (as the server does)."""
-    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "path_params": {}}
-    return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
 
 
 @pytest.fixture(scope="module")

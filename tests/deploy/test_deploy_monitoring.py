@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.manifests import DEPLOY, Manifest, is_sidecar, pod_templates, render
+from tools.deploycheck.manifests import DEPLOY, Manifest, is_sidecar, pod_templates, render
+
+pytestmark = pytest.mark.process  # kubectl kustomize
 
 NAMESPACE = "monitoring-test"
 

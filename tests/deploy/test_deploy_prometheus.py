@@ -13,13 +13,18 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.fakeconnect import CONNECTOR, FakeConnectServer
-from tests.deploy.prometheus_tools import RunningPrometheus, run_prometheus
-from tests.deploy.promrules import alerts, write_rules
-from tests.processes import RunningSidecar, run_sidecar
+from tools.deploycheck.prometheus_tools import RunningPrometheus, run_prometheus
+from tools.deploycheck.promrules import alerts, write_rules
+from tools.fakeconnect.bodies import LONG_TRACE, status
+from tools.fakeconnect.model import FakeConnect
+from tools.fakeconnect.threaded import serve_fake
+from tools.procs import RunningSidecar, run_sidecar
+
+pytestmark = pytest.mark.process  # a real Prometheus and sidecar
 
 JOB = "connect-probe-metrics"  # the job the ServiceMonitor produces; ConnectProbeDown matches it
 TASKS = 2
+CONNECTOR = "deploy-check-connector"
 # Prometheus's own counters of samples or scrapes it refused; all must stay 0.
 SCRAPE_PROBLEMS = (
     "prometheus_target_scrapes_sample_out_of_order_total",
@@ -43,11 +48,13 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Fake Connect (connector RUNNING, both tasks FAILED) <- sidecar <- Prometheus."""
     workdir = tmp_path_factory.mktemp("prometheus")
-    connect = FakeConnectServer(tasks=TASKS, state="RUNNING", task_state="FAILED")
-    thread = connect.start_in_thread()
-    try:
+    connect = FakeConnect()
+    with serve_fake(connect) as url:
+        worker_id = url.removeprefix("http://")  # what POD_IP=127.0.0.1 detects
+        tasks = [("FAILED", worker_id, LONG_TRACE)] * TASKS
+        connect.add(status(CONNECTOR, "RUNNING", worker_id, tasks, kind="source"))
         env = {
-            "CONNECT_PROBE_CONNECT_URL": f"http://127.0.0.1:{connect.port}",
+            "CONNECT_PROBE_CONNECT_URL": url,
             "CONNECT_PROBE_POLL_INTERVAL": "0.5",
             "CONNECT_PROBE_TIMEOUT": "1",
             "POD_IP": "127.0.0.1",
@@ -68,11 +75,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 ],
             }
             with run_prometheus(config, workdir) as prometheus:
-                yield Stack(prometheus, sidecar, connect.worker_id)
-    finally:
-        connect.shutdown()
-        connect.server_close()
-        thread.join(5)
+                yield Stack(prometheus, sidecar, worker_id)
 
 
 def eventually(check: Callable[[], Any], seconds: float = 20.0) -> Any:

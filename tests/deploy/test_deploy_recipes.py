@@ -1,20 +1,24 @@
 """deploy/recipes/cfk: CFK's pod overlay holds what CFK accepts, a sidecar wired as the base's,
 and settings that parse. (``make deploy-check`` validates it as a Pod with kubernetes-validate.)"""
 
+import pytest
 from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from tests.deploy.manifests import (
+from tools.deploycheck.manifests import (
     DEPLOY,
     Manifest,
+    environment,
     is_sidecar,
     render,
     resolve_port,
+    serves_get,
     sidecar_pods,
 )
-from tests.deploy.recipes import CFK_CONNECT, cfk_overlay, cfk_pod
-from tests.deploy.test_deploy_manifests import environment, serves_get
+from tools.deploycheck.recipes import CFK_CONNECT, cfk_overlay, cfk_pod
+
+pytestmark = pytest.mark.process  # kubectl kustomize
 
 
 def overlay_sidecar() -> Manifest:

@@ -1,7 +1,11 @@
 """The two forms of the sidecar: native (deploy/base, Kubernetes >= 1.29) and classic
 (deploy/components/classic-sidecar, for older clusters) differ only in where the sidecar sits."""
 
-from tests.deploy.manifests import CLASSIC, DEPLOY, render, sidecar_pods
+import pytest
+
+from tools.deploycheck.manifests import CLASSIC, DEPLOY, render, sidecar_pods
+
+pytestmark = pytest.mark.process  # kubectl kustomize
 
 
 def test_classic_variant_is_the_same_sidecar_as_a_container() -> None:

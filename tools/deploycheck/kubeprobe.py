@@ -14,7 +14,7 @@ and ``pkg/kubelet/prober/prober.go`` (see shared notes "k8s-and-image-tooling" Â
 
 As a script it probes until a status shows up (used by ``make image-test``)::
 
-    python tests/deploy/kubeprobe.py --expect 200 --until 30 http://127.0.0.1:18083/ready
+    python -m tools.deploycheck.kubeprobe --expect 200 --until 30 http://127.0.0.1:18083/ready
 """
 
 import argparse

@@ -20,8 +20,7 @@ from functools import cache
 from typing import Any, Final
 from urllib.parse import unquote
 
-THIS_WORKER: Final = "10.0.0.1:8083"
-OTHER_WORKER: Final = "10.0.0.2:8083"
+from tools.fakeconnect.bodies import error, expanded, status
 
 HUGE_BYTES: Final = 200 * 1024 * 1024  # the "200 MB body"
 _CHUNK: Final = 1024 * 1024
@@ -92,28 +91,14 @@ ODD_NAMES: Final = (
 ODD_FAILED: Final = frozenset({"a/b/../c", LONG_NAME, "line\nbreak\x1b[31m"})
 
 
-def connector(
-    name: str, state: str = "RUNNING", worker: str = THIS_WORKER, tasks: int = 1
-) -> dict[str, Any]:
-    """A ``ConnectorStateInfo`` body whose tasks share the connector's state and worker."""
-    body: dict[str, Any] = {
-        "name": name,
-        "connector": {"state": state, "worker_id": worker},
-        "tasks": [{"id": i, "state": state, "worker_id": worker} for i in range(tasks)],
-        "type": "sink",
-    }
-    if state == "FAILED":
-        body["connector"]["trace"] = "org.example.Boom: cannot start\n\tat a.b(C.java:2)"
-    return body
-
-
 def _expanded(connectors: Mapping[str, dict[str, Any]]) -> bytes:
-    return json.dumps({name: {"status": body} for name, body in connectors.items()}).encode()
+    return json.dumps(expanded(connectors)).encode()
 
 
 def _odd_cluster() -> dict[str, dict[str, Any]]:
     return {
-        name: connector(name, "FAILED" if name in ODD_FAILED else "RUNNING") for name in ODD_NAMES
+        name: status(name, "FAILED" if name in ODD_FAILED else "RUNNING", tasks=1)
+        for name in ODD_NAMES
     }
 
 
@@ -176,7 +161,7 @@ _BAD_SHAPES: Final[Mapping[str, bytes]] = {
         b'{"ord\xff\xfeers": {"status": {"connector": {"state": "RUNNING", '
         b'"worker_id": "10.0.0.1:8083"}, "tasks": []}}}'
     ),
-    "unknown_state": _expanded({"orders": connector("orders", "ZOMBIE")}),
+    "unknown_state": _expanded({"orders": status("orders", "ZOMBIE", tasks=1)}),
     "empty_200": b"",
     "html_200": b"<html><body>Welcome to nginx!</body></html>",
 }
@@ -264,8 +249,13 @@ class FaultyConnect:
             self._call(self._close(listener=True))
         elif previous == "refused":
             self._call(self._listen())
+        elif previous is None:
+            # Healthy to faulty: the next request on any connection meets the fault. Closing
+            # kept-alive connections here would race with requests being sent on them and show
+            # up as a different fault (a disconnect) before the intended one.
+            pass
         else:
-            self._call(self._close(listener=False))  # no keep-alive across behaviours
+            self._call(self._close(listener=False))  # a fault's stuck connections end with it
 
     def _call(self, coroutine: Awaitable[None]) -> None:
         async def run() -> None:
@@ -362,8 +352,8 @@ class FaultyConnect:
             body = each.get(unquote(parts[2]))
             if body is not None:
                 return _response(200, "OK", body)
-            return _json(404, {"error_code": 404, "message": "No status found for connector"})
-        return _json(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+            return _json(404, error(404, "No status found for connector"))
+        return _json(404, error(404, "HTTP 404 Not Found"))
 
 
 Handler = Callable[
@@ -538,11 +528,11 @@ _HANDLERS: Final[Mapping[str, Handler]] = {
     "trickle_body": _trickle_body,
     "trickle_headers": _trickle_headers,
     "html_500": _fixed(_response(500, "Server Error", _HTML_500, "text/html;charset=iso-8859-1")),
-    "json_503": _fixed(_json(503, {"error_code": 503, "message": "Request timed out"})),
+    "json_503": _fixed(_json(503, error(503, "Request timed out"))),
     "unauthorized_401": _fixed(
         _response(401, "Unauthorized", b"User cannot access the resource.", "text/plain")
     ),
-    "forbidden_403": _fixed(_json(403, {"error_code": 403, "message": "Forbidden"})),
+    "forbidden_403": _fixed(_json(403, error(403, "Forbidden"))),
     "jetty_404_starting": _fixed(
         _response(404, "Not Found", _JETTY_404, "text/html;charset=utf-8")
     ),

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -17,6 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
+from fastapi import FastAPI
+from starlette.routing import Match
+
+from app.settings import ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -190,3 +195,21 @@ def sidecar_pods(docs: tuple[Manifest, ...]) -> list[tuple[PodTemplate, Manifest
         if sidecars:
             found.append((pod, sidecars[0]))
     return found
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Exactly ``values`` as far as Settings can tell (none of the caller's CONNECT_PROBE_*)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(ENV_PREFIX) or name == "POD_IP":
+                patch.delenv(name)
+        for name, value in values.items():
+            patch.setenv(name, value)
+        yield
+
+
+def serves_get(app: FastAPI, path: str) -> bool:
+    """Whether the app's router would dispatch ``GET path`` to a route (as the server does)."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "path_params": {}}
+    return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)

@@ -1,10 +1,13 @@
-"""A sidecar wired to a ``FakeConnect`` and a ``FakeClock``: poll by hand, read verdicts."""
+"""A sidecar wired in-process to a ``FakeConnect`` and a ``FakeClock``: poll, read verdicts."""
 
+import asyncio
 import json
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from app.answers import AnswerCache
 from app.connect.client import ConnectClient, build_http_client
@@ -13,10 +16,9 @@ from app.identity import detect_identity, explicit_identity
 from app.poller import Poller, PollObserver
 from app.settings import Settings
 from app.statuspage import status_body
-from tests.fakes import FakeClock, FakeConnect
-
-THIS_WORKER = "10.0.0.1:8083"
-OTHER_WORKER = "10.0.0.2:8083"
+from tools.fakeclock import FakeClock
+from tools.fakeconnect.bodies import THIS_WORKER
+from tools.fakeconnect.model import FakeConnect
 
 
 class Sidecar:
@@ -95,3 +97,20 @@ class Sidecar:
 
 def codes(body: dict[str, Any]) -> list[str]:
     return [reason["code"] for reason in body["reasons"]]
+
+
+def until_polled(client: TestClient, polls: int = 1) -> None:
+    """Wait, on the app's own event loop and without a wall clock, until the poller of the app
+    under ``client`` (``app.main.create_app``) finished ``polls`` polls."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+
+    async def polled() -> None:
+        for _ in range(100_000):  # yields, not seconds: a MockTransport poll takes a few
+            core = app.state.runtime.core
+            if core is not None and core.poller.state.polls >= polls:
+                return
+            await asyncio.sleep(0)
+        raise AssertionError(f"fewer than {polls} polls after 100,000 turns of the event loop")
+
+    client.portal.call(polled)  # type: ignore[union-attr]

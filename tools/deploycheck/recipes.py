@@ -4,7 +4,7 @@ CFK's pod overlay (deploy/recipes/cfk/pod-template.yaml) is a fragment of a Stat
 CFK merges into its own. Its containers are wrapped here in a Pod next to a stand-in for CFK's
 Connect container, so ``kubernetes-validate --strict`` can judge them as Kubernetes would::
 
-    python -m tests.deploy.recipes build/deploy/recipes
+    python -m tools.deploycheck.recipes build/deploy/recipes
 """
 
 import argparse

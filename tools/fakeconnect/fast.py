@@ -1,4 +1,5 @@
-"""A fast fake Kafka Connect REST server for benchmarks (stdlib asyncio, uvloop when available).
+"""The fast front end of the fake Connect: for the benchmark, the soak-free deploy checks and the
+image test (stdlib asyncio, uvloop when available; no third-party import otherwise).
 
 Serves N connectors x T tasks, every body rendered once up front, so that even the 10,000 x 4
 ``GET /connectors?expand=status`` map (several MB) costs the fake one buffer write and the fake is
@@ -18,31 +19,27 @@ Control routes (not counted):
 turn (key order of each member reversed), so a client that skips unchanged bodies still has to
 parse and evaluate every poll.
 
-Run: python bench/fake_connect.py --connectors 10000 --tasks 4 --port 0
-The first line on stdout is ``PORT <n>`` once the socket listens.
+``--state FAILED`` puts every connector and task in that state (with a 60-frame trace), as a
+mass failure would; ``--churn`` is ``--vary`` under the name the deploy checks use.
+
+Run from the repository root: python -m tools.fakeconnect.fast --connectors 10000 --tasks 4
+The first line on stdout is ``PORT <n>`` once the socket listens. Worker ids default to
+``127.0.0.1:<port>``, what a sidecar with ``POD_IP=127.0.0.1`` detects as its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
+import socket
 import sys
 import time
 from collections import deque
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-HEALTH = {
-    "status": "healthy",
-    "message": "Worker has completed startup and is ready to handle requests.",
-}
-ROOT = {
-    "version": "3.9.0",
-    "commit": "a60e31147e6b01ee",
-    "kafka_cluster_id": "Xq1Yz2Ab3Cd4Ef5Gh6Ij7K",
-}
+from tools.fakeconnect.bodies import HEALTHY, LONG_TRACE, ROOT, Task, dumps, error, status
 
 _REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 400: b"Bad Request"}
 
@@ -55,36 +52,35 @@ class Catalogue:
     """All response bodies, rendered once."""
 
     def __init__(
-        self, n: int, t: int, workers: list[str], failed: int, trace_bytes: int = 0
+        self,
+        n: int,
+        t: int,
+        workers: list[str],
+        failed: int,
+        trace_bytes: int = 0,
+        state: str = "RUNNING",
     ) -> None:
         """``trace_bytes`` > 0: every task FAILED with a stack trace of about that size (a mass
-        failure); its last line differs between the two renderings ``--vary`` alternates."""
+        failure); its last line differs between the two renderings ``--vary`` alternates.
+        ``state``: of every connector and task (FAILED ones carry a 60-frame trace)."""
         self.trace_bytes = trace_bytes
         self.names = [connector_name(i) for i in range(n)]
         self.status: dict[str, dict[str, Any]] = {}
         self.info: dict[str, dict[str, Any]] = {}
         for i, name in enumerate(self.names):
             kind = "source" if i % 2 == 0 else "sink"
-            tasks: list[dict[str, Any]] = []
+            tasks: list[Task] = []
             for j in range(t):
-                task: dict[str, Any] = {
-                    "id": j,
-                    "state": "RUNNING",
-                    "worker_id": workers[(i + j) % len(workers)],
-                }
+                worker = workers[(i + j) % len(workers)]
+                task: Task = (state, worker)
                 if i < failed and j == 0:
-                    task["state"] = "FAILED"
-                    task["trace"] = "org.apache.kafka.connect.errors.ConnectException: boom\n"
+                    task = ("FAILED", worker, BOOM)
                 if trace_bytes:
-                    task["state"] = "FAILED"
-                    task["trace"] = _long_trace(i, j, trace_bytes)
+                    task = ("FAILED", worker, _long_trace(i, j, trace_bytes))
                 tasks.append(task)
-            self.status[name] = {
-                "name": name,
-                "connector": {"state": "RUNNING", "worker_id": workers[i % len(workers)]},
-                "tasks": tasks,
-                "type": kind,
-            }
+            self.status[name] = status(
+                name, state, workers[i % len(workers)], tasks, kind, trace=LONG_TRACE
+            )
             self.info[name] = {
                 "name": name,
                 "config": {
@@ -98,7 +94,7 @@ class Catalogue:
             }
         self.list_body = _dumps(self.names)
         self.status_bodies = {name: _dumps(s) for name, s in self.status.items()}
-        self.health_body = _dumps(HEALTH)
+        self.health_body = _dumps(HEALTHY)
         self.root_body = _dumps(ROOT)
         self._expand: dict[tuple[bool, bool, bool], bytes] = {}
 
@@ -122,6 +118,7 @@ class Catalogue:
 
 
 RENDER_MARK = (b"(rendering 0)", b"(rendering 1)")
+BOOM = "org.apache.kafka.connect.errors.ConnectException: boom\n"
 
 
 def _long_trace(i: int, j: int, size: int) -> str:
@@ -143,8 +140,7 @@ def _reverse_keys(value: Any) -> Any:
     return value
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+_dumps = dumps
 
 
 class State:
@@ -198,7 +194,7 @@ def _response(status: int, body: bytes, head: bool, keep_alive: bool) -> bytes:
 
 
 def _error(code: int, message: str) -> bytes:
-    return _dumps({"error_code": code, "message": message})
+    return _dumps(error(code, message))
 
 
 class ConnectProtocol(asyncio.Protocol):
@@ -318,18 +314,23 @@ class ConnectProtocol(asyncio.Protocol):
 
 
 async def serve(args: argparse.Namespace) -> None:
-    workers = [w.strip() for w in args.worker_ids.split(",") if w.strip()]
-    catalogue = Catalogue(args.connectors, args.tasks, workers, args.failed, args.trace_bytes)
+    # Bound before the bodies are rendered: the default worker id names the port.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((args.host, args.port))
+    port = listener.getsockname()[1]
+    workers = [w.strip() for w in args.worker_ids.split(",") if w.strip()] or [f"127.0.0.1:{port}"]
+    catalogue = Catalogue(
+        args.connectors, args.tasks, workers, args.failed, args.trace_bytes, args.state
+    )
     state = State(catalogue, args.latency, args.vary)
     # Render the expand bodies the poller will ask for before accepting connections.
     catalogue.expand_body(True, False, False)
     if args.vary:
         catalogue.expand_body(True, False, True)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: ConnectProtocol(state), args.host, args.port, backlog=1024, reuse_address=True
-    )
-    port = server.sockets[0].getsockname()[1]
+    listener.listen(1024)
+    server = await loop.create_server(lambda: ConnectProtocol(state), sock=listener)
     sys.stdout.write(f"PORT {port}\n")
     sys.stdout.flush()
     stop = asyncio.Event()
@@ -347,9 +348,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", "-t", type=int, default=4)
     p.add_argument(
         "--worker-ids",
-        default="10.0.0.1:8083",
-        help="comma-separated worker ids; connector i runs on worker i %% W, task j on (i+j) %% W",
+        default="",
+        help="comma-separated worker ids; connector i runs on worker i %% W, task j on (i+j) %% W "
+        "(default 127.0.0.1:<port>)",
     )
+    p.add_argument("--state", default="RUNNING", help="state of every connector and task")
     p.add_argument("--failed", type=int, default=0, help="first K connectors get task 0 FAILED")
     p.add_argument(
         "--trace-bytes",
@@ -358,7 +361,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="mass failure: every task FAILED with a trace of about this many bytes",
     )
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
-    p.add_argument("--vary", action="store_true", help="alternate two renderings of the map")
+    p.add_argument(
+        "--vary",
+        "--churn",
+        action="store_true",
+        help="alternate two renderings of the map (a different body on every poll)",
+    )
     return p.parse_args(argv)
 
 

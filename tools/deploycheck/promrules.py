@@ -5,7 +5,7 @@ promtool and Prometheus load rule files (``groups:`` at the top), not the Promet
 tests in tests/deploy/promtool/ leave ``rule_files`` empty; copies next to the rules file get it
 filled in, so the tests always run against the alerts as shipped::
 
-    python -m tests.deploy.promrules build/prometheus
+    python -m tools.deploycheck.promrules build/prometheus
     promtool check rules build/prometheus/kafka-connect-probe.rules.yaml
     promtool test rules build/prometheus/*.test.yaml
 """
@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_RULE = ROOT / "deploy" / "monitoring" / "prometheusrule.yaml"
-UNIT_TESTS = Path(__file__).resolve().parent / "promtool"
+UNIT_TESTS = ROOT / "tests" / "deploy" / "promtool"
 RULES_FILE = "kafka-connect-probe.rules.yaml"
 
 

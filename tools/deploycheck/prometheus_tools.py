@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.processes import free_port
+from tools.procs import free_port
 
 TOOLS = Path(
     os.environ.get("DEPLOY_TOOLS", Path.home() / ".cache" / "kafka-connect-probe" / "tools")

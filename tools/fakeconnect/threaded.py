@@ -1,5 +1,6 @@
 """``FakeConnect`` on a real socket (127.0.0.1, a free port), for tests that run real processes."""
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from tests.fakes import FakeConnect
+from tools.fakeconnect.model import FakeConnect
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -17,17 +18,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = httpx.Request(
             self.command, f"http://127.0.0.1{self.path}", headers=dict(self.headers)
         )
-        self.fake.requests.append(request)
-        path = self.path.split("?", 1)[0]
-        canned = self.fake.canned.get(path)
-        if canned is not None:
-            response = httpx.Response(
-                canned.status_code,
-                content=canned.body,
-                headers={"content-type": canned.content_type},
-            )
-        else:
-            response = self.fake._route(request, path)
+        response = self.fake.answer(request)
         body = response.content
         self.send_response(response.status_code)
         self.send_header("Content-Type", response.headers.get("content-type", "application/json"))
@@ -42,21 +33,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve_fake(fake: FakeConnect) -> Iterator[str]:
-    """Serve ``fake`` on 127.0.0.1; yields its base URL; stops the server on exit."""
-    with serve_handler(type("Handler", (_Handler,), {"fake": fake})) as url:
+def serve_fake(fake: FakeConnect, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Serve ``fake`` on 127.0.0.1 (over TLS with ``tls``); yields its base URL; stops the server
+    on exit. Every knob but ``down`` and ``hang`` applies, as through the MockTransport."""
+    with serve_handler(type("Handler", (_Handler,), {"fake": fake}), tls) as url:
         yield url
 
 
 @contextmanager
-def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """Serve ``handler`` on 127.0.0.1 in a thread; yields the base URL; stops it on exit."""
+def serve_handler(
+    handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 in a thread (over TLS with ``tls``); yields the base URL;
+    stops it on exit."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        scheme = "https" if tls is not None else "http"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -1,54 +1,18 @@
-"""A fake Kafka Connect REST API for ``httpx.MockTransport``, fed with recorded response shapes,
-and a clock the tests move by hand."""
+"""``FakeConnect``: connectors and their states plus knobs that make Connect misbehave, answered as
+Connect 3.9 would. In-process front end: ``FakeConnect.transport()`` (an ``httpx.MockTransport``);
+on a socket: ``tools.fakeconnect.threaded.serve_fake``."""
 
 import asyncio
 import base64
-import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 
-DATA = Path(__file__).parent / "data"
+from tools.fakeconnect import bodies
 
-HEALTHY = (200, {"status": "healthy", "message": "Worker has completed startup and is ready."})
-
-
-def load(prefix: str) -> Any:
-    """A file from tests/data by its number prefix, e.g. ``load("04")``."""
-    matches = sorted(DATA.glob(f"{prefix}-*.json"))
-    assert len(matches) == 1, f"expected one example starting with {prefix}-, got {matches}"
-    return json.loads(matches[0].read_text(encoding="utf-8"))
-
-
-def status(
-    name: str,
-    state: str = "RUNNING",
-    worker: str = "10.0.0.1:8083",
-    tasks: list[tuple[str, str]] | None = None,
-    kind: str = "sink",
-) -> dict[str, Any]:
-    """A ``ConnectorStateInfo`` body; ``tasks`` is a list of (state, worker_id)."""
-    task_list = (
-        [{"id": 0, "state": "RUNNING", "worker_id": worker}]
-        if tasks is None
-        else [
-            {"id": index, "state": task_state, "worker_id": task_worker}
-            | (
-                {"trace": f"org.example.Boom: task {index} failed\n\tat x.y(Z.java:1)"}
-                if task_state == "FAILED"
-                else {}
-            )
-            for index, (task_state, task_worker) in enumerate(tasks)
-        ]
-    )
-    connector: dict[str, Any] = {"state": state, "worker_id": worker}
-    if state == "FAILED":
-        connector["trace"] = "org.example.ConnectorBoom: cannot start\n\tat a.b(C.java:2)"
-    return {"name": name, "connector": connector, "tasks": task_list, "type": kind}
+HEALTHY = (200, dict(bodies.HEALTHY))
 
 
 @dataclass
@@ -102,12 +66,20 @@ class FakeConnect:
         return httpx.MockTransport(self.handler)
 
     async def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+        """The MockTransport front end: every knob applies."""
         if self.down:
+            self.requests.append(request)
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         path = request.url.raw_path.decode().split("?", 1)[0]
         if self.hang or path in self.hang_paths:
+            self.requests.append(request)
             await asyncio.Event().wait()
+        return self.answer(request)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        """Record ``request`` and answer it (credentials, canned answers, then the routes)."""
+        self.requests.append(request)
+        path = request.url.raw_path.decode().split("?", 1)[0]
         if self.credentials is not None and not self._authorized(request):
             return httpx.Response(401, content=b"User cannot access the resource.")
         if path in self.canned:
@@ -128,40 +100,33 @@ class FakeConnect:
         if request.method == "POST":
             return self._restart(request, path)
         if path == "/":
-            return httpx.Response(
-                200, json={"version": self.version, "commit": "abc", "kafka_cluster_id": "c1"}
-            )
+            return httpx.Response(200, json=dict(bodies.ROOT) | {"version": self.version})
         if path == "/health":
             if self.health is None:
-                return httpx.Response(
-                    404, json={"error_code": 404, "message": "HTTP 404 Not Found"}
-                )
+                return httpx.Response(404, json=bodies.error(404, "HTTP 404 Not Found"))
             code, body = self.health
             return httpx.Response(code, json=body)
         if path == "/connectors":
             expand = request.url.params.get_list("expand")
             if "status" in expand and not self.legacy:
-                return httpx.Response(
-                    200, json={name: {"status": body} for name, body in self.connectors.items()}
-                )
+                return httpx.Response(200, json=bodies.expanded(self.connectors))
             return httpx.Response(200, json=list(self.connectors))
         parts = path.split("/")
         if len(parts) == 4 and parts[1] == "connectors" and parts[3] == "status":
             name = unquote(parts[2])
             if name not in self.connectors:
                 return httpx.Response(
-                    404,
-                    json={"error_code": 404, "message": f"No status found for connector {name}"},
+                    404, json=bodies.error(404, f"No status found for connector {name}")
                 )
             return httpx.Response(200, json=self.connectors[name])
         if len(parts) == 4 and parts[1] == "connectors" and parts[3] == "config":
             name = unquote(parts[2])
             if name not in self.connectors:
-                return _error(404, f"Connector {name} not found")
+                return httpx.Response(404, json=bodies.error(404, f"Connector {name} not found"))
             return httpx.Response(
                 200, json={"name": name, "connector.class": "org.example.Connector"}
             )
-        return httpx.Response(404, json={"error_code": 404, "message": "HTTP 404 Not Found"})
+        return httpx.Response(404, json=bodies.error(404, "HTTP 404 Not Found"))
 
     def _restart(self, request: httpx.Request, path: str) -> httpx.Response:
         """``POST /connectors/{name}/restart[?includeTasks&onlyFailed]`` and
@@ -175,7 +140,7 @@ class FakeConnect:
             and parts[5] == "restart"
         )
         if not (is_connector or is_task):
-            return httpx.Response(405, json={"error_code": 405, "message": "HTTP 405 Not Allowed"})
+            return httpx.Response(405, json=bodies.error(405, "HTTP 405 Not Allowed"))
         name = unquote(parts[2])
         params = request.url.params
         # Connect < 3.0 ignores the KIP-745 parameters (restarts the connector instance only).
@@ -232,33 +197,4 @@ class FakeConnect:
 
 
 def _error(code: int, message: str | None = None) -> httpx.Response:
-    return httpx.Response(
-        code, json={"error_code": code, "message": message or f"HTTP {code} answered on purpose"}
-    )
-
-
-class FakeClock:
-    """Monotonic and wall time that move only when told to."""
-
-    def __init__(self, start: float = 1000.0, wall_start: float = 1_790_000_000.0) -> None:
-        self._mono = start
-        self._wall_offset = wall_start - start
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def wall(self) -> float:
-        return self._mono + self._wall_offset
-
-    def advance(self, seconds: float) -> None:
-        self._mono += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        """Time passes at once; the task still yields, as a real sleep would."""
-        self.sleeps.append(seconds)
-        self._mono += max(0.0, seconds)
-        await asyncio.sleep(0)
-
-
-Handler = Callable[[httpx.Request], httpx.Response]
+    return httpx.Response(code, json=bodies.error(code, message))
