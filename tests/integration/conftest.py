@@ -1,7 +1,8 @@
 """Fixtures of the real-Kafka tier: a real Apache Kafka broker, real Connect workers, the sidecar.
 
-Session: the official jars are resolved with Maven once (cached outside the repository), one
-KRaft broker is started for the whole session (Kafka's default ``group.initial.rebalance.delay.ms``
+Package: the official jars are resolved with Maven once (cached outside the repository), one
+KRaft broker is started for this whole directory (stopped when its last test is done, so it does
+not weigh on the rest of the suite) (Kafka's default ``group.initial.rebalance.delay.ms``
 of 3 s, so a worker's "REST up, not joined yet" phase is as long as in production), and every
 process is stopped by PID at the end, also on a failure, Ctrl-C or SIGTERM.
 Logs of the run are kept (and their directory printed) when a test failed, removed otherwise
@@ -31,7 +32,7 @@ INITIAL_REBALANCE_DELAY_MS = 3_000
 RUN_KEY = pytest.StashKey["RealConnect"]()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def realconnect(request: pytest.FixtureRequest) -> Iterator[RealConnect]:
     """Fetches/builds the artifacts (or fails saying what to install) and starts the broker."""
     previous_handlers = raise_on_termination()  # SIGTERM/SIGHUP -> teardown, like Ctrl-C
