@@ -17,9 +17,17 @@ from tools.realconnect.session import RealConnect
 
 pytestmark = pytest.mark.realkafka
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "base"
+ROOT = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = ROOT / "base"
 PROPERTIES = DEPLOY / "connect-distributed.properties"
 STATEFULSET = DEPLOY / "statefulset.yaml"
+# Every file that ends up in a worker's properties: the base's, an overlay's replacement, and
+# what components append (mounted under /etc/kafka-connect/conf.d/).
+WORKER_FILES = (
+    PROPERTIES,
+    ROOT / "overlays" / "example" / "connect-distributed.properties",
+    ROOT / "components" / "connect-basic-auth" / "basic-auth.properties",
+)
 # Keys the container's start-up script appends after the file (see its header).
 APPENDED = ("rest.advertised.host.name", "rest.advertised.port")
 # Prefixes passed through to converters and the worker's clients, not in DistributedConfig.
@@ -47,11 +55,9 @@ def worker_config_names(realconnect: RealConnect) -> set[str]:
     return set(re.findall(r'id="connectconfigs_([^"]+)"', done.stdout))
 
 
-def deployed_keys() -> list[str]:
+def deployed_keys(path: Path) -> list[str]:
     """Every ``key=value`` of the file, also the commented-out ones a user is told to enable."""
-    keys = [
-        m.group(1) for line in PROPERTIES.read_text().splitlines() if (m := SETTING.match(line))
-    ]
+    keys = [m.group(1) for line in path.read_text().splitlines() if (m := SETTING.match(line))]
     return [*keys, *APPENDED]
 
 
@@ -64,7 +70,8 @@ def test_worker_properties_are_known_to_that_release(realconnect: RealConnect) -
     names = worker_config_names(realconnect)
     assert len(names) > 100, f"DistributedConfig listed only {sorted(names)}"
     assert {"bootstrap.servers", "group.id", "plugin.path", "listeners"} <= names
-    keys = deployed_keys()
-    assert "bootstrap.servers" in keys
-    unknown = [k for k in keys if k not in names and not k.startswith(PASS_THROUGH)]
-    assert not unknown, f"not worker configs of Connect {DEFAULT_CONNECT}: {unknown}"
+    assert "bootstrap.servers" in deployed_keys(PROPERTIES)
+    for path in WORKER_FILES:
+        keys = deployed_keys(path)
+        unknown = [k for k in keys if k not in names and not k.startswith(PASS_THROUGH)]
+        assert not unknown, f"{path}: not worker configs of Connect {DEFAULT_CONNECT}: {unknown}"
