@@ -42,4 +42,7 @@ class PollState:
     # applied again until the trouble clears (a flapping worker must still be judged).
     startup_rearmed: bool = False
     live_trouble: str | None = None
+    # Since when Connect's /health has continuously said the worker cannot reach Kafka (a stage
+    # waiting on Kafka): the zombie check of app.liveness compares it with the sidecar's own reads.
+    kafka_lost_since: float | None = None
     server_info: ServerInfo | None = None

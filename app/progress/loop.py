@@ -40,6 +40,10 @@ class ProgressView:
     last_duration: float | None = None
     groups: int = 0
     source_tasks: int = 0  # RUNNING source tasks here, whose progress is not judged
+    # Kafka answered every read since ``reachable_since``, the latest at ``reachable_at``
+    # (monotonic; None after a failed read): the second opinion of app.liveness.
+    reachable_since: float | None = None
+    reachable_at: float | None = None
 
     def flagged(self) -> list[TaskProgress]:
         """Stalled and not-consuming tasks, by connector and task."""
@@ -119,6 +123,15 @@ class ProgressLoop:
         verdicts = await asyncio.get_running_loop().run_in_executor(
             self._judging, self._judge.judge, refs, read, finished, failure
         )
+        before = self.view
+        if not groups:  # nothing was asked of Kafka: no news either way
+            reachable_since, reachable_at = before.reachable_since, before.reachable_at
+        elif read is None:
+            reachable_since = reachable_at = None
+        else:
+            reachable_since = before.reachable_since if before.reachable_at is not None else None
+            reachable_since = reachable_since if reachable_since is not None else finished
+            reachable_at = finished
         self._publish(
             ProgressView(
                 version=self.view.version + 1,
@@ -129,6 +142,8 @@ class ProgressLoop:
                 last_duration=finished - now,
                 groups=len(groups),
                 source_tasks=sources,
+                reachable_since=reachable_since,
+                reachable_at=reachable_at,
             )
         )
         if self.restarter is not None and state.failure is None:
