@@ -220,6 +220,8 @@ class Broker:
     starts: int = 0
     start_seconds: float = 0.0
     scram: ScramListener | None = None
+    # (bound port, advertised port) of the PROXIED listener, see start_broker(proxied_port=…).
+    proxied: tuple[int, int] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -288,12 +290,16 @@ def start_broker(
     initial_rebalance_delay_ms: int = 0,
     timeout: float = 90.0,
     sasl_ssl: bool = False,
+    proxied_port: int | None = None,
 ) -> Broker:
     """Formats a fresh data directory with Kafka's storage tool and starts the broker on free
     ports. ``initial_rebalance_delay_ms``: the broker's ``group.initial.rebalance.delay.ms``
     (3 s in Kafka's defaults; 0 here unless asked, so that each new Connect group joins at once).
     ``sasl_ssl``: also a SASL_SSL listener (self-signed certificate for 127.0.0.1) with a
     SCRAM-SHA-512 user created by the storage tool's ``--add-scram`` (``Broker.scram``).
+    ``proxied_port``: also a PLAINTEXT listener that advertises ``127.0.0.1:proxied_port``, so a
+    client bootstrapped through a proxy on that port (tools.realconnect.tcpproxy) sends all its
+    traffic through it (``Broker.proxied``: the listener's own port, the advertised one).
     """
     java = require_java("java")
     for attempt in range(3):
@@ -318,24 +324,19 @@ def start_broker(
             password_file.write_text(password)
             password_file.chmod(0o600)
             scram = ScramListener(free_port(), "probe", password, password_file, ca_file)
-            sasl = f"SASL_SSL://127.0.0.1:{scram.port}"
-            config = (
-                config.replace(
-                    f"listeners=PLAINTEXT://127.0.0.1:{port},",
-                    f"listeners=PLAINTEXT://127.0.0.1:{port},{sasl},",
-                )
-                .replace(
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},{sasl}",
-                )
-                .replace("CONTROLLER:PLAINTEXT", "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL")
-            ) + SASL_SSL_PROPERTIES.format(keystore=keystore)
+            config = _add_listener(config, "SASL_SSL", scram.port, scram.port, "SASL_SSL")
+            config += SASL_SSL_PROPERTIES.format(keystore=keystore)
+        proxied: tuple[int, int] | None = None
+        if proxied_port is not None:
+            proxied = (free_port(), proxied_port)
+            config = _add_listener(config, "PROXIED", proxied[0], proxied_port, "PLAINTEXT")
         config_path.write_text(config)
         log_path = run.path / f"{name}.log"
         _log4j_file(run)
         format_storage(java, artifacts, config_path, log_path, scram)
         broker = Broker(artifacts, run, name, port, controller_port, config_path, log_path)
         broker.scram = scram
+        broker.proxied = proxied
         try:
             broker.start(timeout)
             return broker
@@ -343,6 +344,21 @@ def start_broker(
             if "Address already in use" not in str(exc) or attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def _add_listener(config: str, name: str, port: int, advertised: int, protocol: str) -> str:
+    """``config`` with one more listener ``name`` bound to ``port``, advertising ``advertised``."""
+    lines = []
+    for line in config.splitlines():
+        key = line.partition("=")[0]
+        if key == "listeners":
+            line += f",{name}://127.0.0.1:{port}"
+        elif key == "advertised.listeners":
+            line += f",{name}://127.0.0.1:{advertised}"
+        elif key == "listener.security.protocol.map":
+            line += f",{name}:{protocol}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def format_storage(
