@@ -2,16 +2,24 @@
 reach Kafka; /live fails only when the sidecar's own Kafka reads say Kafka is reachable (a zombie
 worker), after LIVE_GRACE and never within STARTUP_GRACE. Table tests with explicit times."""
 
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from app.connect.client import ConnectClient
 from app.connect.models import Snapshot, WorkerHealth
 from app.identity import explicit_identity
 from app.liveness import KafkaEvidence, evaluate_live, zombie_since
 from app.pollstate import PollFailure, PollState
+from app.progress.reading import KafkaUnavailable
+from app.progress.rules import GroupRead, KafkaRead, Member, client_id
+from app.progress.wiring import build
 from app.rules import Rules
 from app.wire import ReasonCode
+from tests.fakes import FakeClock, FakeConnect, load, status
+from tests.sidecar import THIS_WORKER, Sidecar, codes
 
 FRESH = 40.0  # KafkaEvidence.fresh_for in these tables
 LOST = 1000.0  # the poll that first saw /health name a Kafka stage
@@ -98,3 +106,88 @@ def test_verdict_expires_when_the_second_opinion_goes_stale_or_the_grace_ends() 
     assert verdict.valid_until == min(LOST + 60.0, 1010.0 + FRESH)
     # Without evidence nothing is due: today's behaviour, live for as long as it lasts.
     assert evaluate_live(state(), rules(startup_grace=0.0), 1020.0, 0.0, None).valid_until > 1e9
+
+
+# --- wired: the poller's kafka_lost_since, the progress view's reads, the answer cache --------
+
+
+class _Reader:
+    """Kafka for the sidecar's own reads: up (one idle member) or down."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def read(self, groups: Sequence[str], timeout: float) -> KafkaRead:
+        if self.down:
+            raise KafkaUnavailable("connection refused")
+        tp = ("orders-t", 0)
+        reads = {
+            g: GroupRead(g, (Member("m", client_id("orders", 0), "/10.0.0.1", (tp,)),), {tp: 5})
+            for g in groups
+        }
+        return KafkaRead(reads, {tp: 5})
+
+
+async def _wired(reader: _Reader, clock: FakeClock, fake: FakeConnect) -> tuple[Sidecar, Any]:
+    sidecar = Sidecar(
+        fake,
+        clock,
+        startup_grace=0,
+        live_grace=60,
+        kafka_bootstrap_servers="kafka:9092",
+        progress_interval=30.0,
+    )
+    await sidecar.__aenter__()
+    http = sidecar._http
+    assert http is not None
+    rules = Rules.from_settings(sidecar.settings, sidecar.answers.identity)
+    runtime = build(
+        sidecar.settings,
+        ConnectClient(http, sidecar.settings),
+        rules,
+        clock,
+        lambda: sidecar.answers.state,
+        reader,
+    )
+    sidecar.answers.progress = runtime
+    return sidecar, runtime
+
+
+@pytest.mark.anyio
+async def test_wired_zombie_fails_live_and_kafka_down_for_all_does_not() -> None:
+    clock = FakeClock()
+    fake = FakeConnect()
+    fake.add(status("orders", tasks=[("RUNNING", THIS_WORKER)], kind="sink"))
+    reader = _Reader()
+    sidecar, runtime = await _wired(reader, clock, fake)
+    try:
+        await sidecar.poll()
+        await runtime.loop.cycle()
+        fake.health = (500, load("22"))  # the worker: "ensuring membership in the cluster"
+        for _ in range(2):  # 2 x 30 s: the sidecar's reads keep succeeding
+            clock.advance(30)
+            await sidecar.poll()
+            await runtime.loop.cycle()
+        assert sidecar.live()[0] == 200  # 30 s of the 60 s LIVE_GRACE
+        clock.advance(30)
+        await sidecar.poll()
+        await runtime.loop.cycle()
+        code, body = sidecar.live()
+        assert code == 503, body
+        assert codes(body) == ["kafka_unreachable"]
+        assert "zombie" in body["reasons"][0]["message"]
+
+        reader.down = True  # now Kafka is gone for the sidecar too: down for everyone
+        clock.advance(30)
+        await sidecar.poll()
+        await runtime.loop.cycle()
+        assert sidecar.live()[0] == 200
+        for _ in range(5):
+            clock.advance(60)
+            await sidecar.poll()
+            await runtime.loop.cycle()
+            assert sidecar.live()[0] == 200
+        assert codes(sidecar.ready()[1]) == ["kafka_unreachable"]
+    finally:
+        await runtime.aclose()
+        await sidecar.__aexit__(None, None, None)
