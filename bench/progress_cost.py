@@ -25,8 +25,10 @@ import resource
 import statistics
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 TASKS = 4
@@ -214,7 +216,7 @@ def _requests_by_type(stats: dict[str, Any]) -> dict[str, int]:
 
 def run_real(run: Any, procs: Any, cfg: Any, n: int, interval: float) -> dict[str, Any]:
     """Against a real Apache Kafka broker (tools/realconnect); see the module docstring."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from app.progress.kafka import KafkaReader, client_config
@@ -240,11 +242,19 @@ def run_real(run: Any, procs: Any, cfg: Any, n: int, interval: float) -> dict[st
             )
             for future in futures.values():
                 future.result(120)
-        for name in names:
+        for i, name in enumerate(names):
             parts = [TopicPartition(f"topic-{name}", p, 0) for p in range(per_topic)]
-            admin.alter_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(f"connect-{name}", parts)]
-            )[f"connect-{name}"].result(60)
+            for attempt in range(10):  # the first one waits for __consumer_offsets to exist
+                try:
+                    admin.alter_consumer_group_offsets(
+                        [ConsumerGroupTopicPartitions(f"connect-{name}", parts)],
+                        request_timeout=30,
+                    )[f"connect-{name}"].result(60)
+                    break
+                except KafkaException:
+                    if i > 0 or attempt == 9:
+                        raise
+                    time.sleep(2)
         out["setup_s"] = round(time.monotonic() - started, 1)
         out["groups"] = n
         out["partitions_committed"] = n * per_topic
@@ -260,8 +270,11 @@ def run_real(run: Any, procs: Any, cfg: Any, n: int, interval: float) -> dict[st
         groups = [f"connect-{name}" for name in names]
 
         def requests_now() -> dict[str, int]:
-            time.sleep(0.25)
-            reader._admin.poll(0.1)  # type: ignore[union-attr]
+            # Statistics come every 100 ms and poll() serves one queued callback at a time:
+            # drain the queue so that the last one seen is the newest.
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                reader._admin.poll(0.02)  # type: ignore[union-attr]
             return _requests_by_type(stats[-1]) if stats else {}
 
         reader.read(groups, 10.0)  # connections, metadata, coordinator lookups
@@ -277,7 +290,10 @@ def run_real(run: Any, procs: Any, cfg: Any, n: int, interval: float) -> dict[st
         after = requests_now()
         per_read = {k: (after.get(k, 0) - before.get(k, 0)) / reads for k in after}
         out["requests_per_read"] = {k: v for k, v in sorted(per_read.items()) if v}
-        out["requests_per_read_total"] = sum(per_read.values())
+        # librdkafka's statistics leave OffsetFetch out; the reader makes one call (one
+        # request) per group, each after its own FindCoordinator (counted above).
+        out["requests_per_read"]["OffsetFetch (one per group, not in the statistics)"] = n
+        out["requests_per_read_total"] = sum(out["requests_per_read"].values())
         out["read_cpu_ms_median"] = round(statistics.median(cpu) * 1e3, 1)
         out["read_wall_ms_median"] = round(statistics.median(wall) * 1e3, 1)
 
@@ -325,6 +341,10 @@ def run_phase(run: Any, procs: Any, cfg: Any, real_kafka: bool) -> ProgressCost:
         try:
             cost.real = run_real(run, procs, cfg, n, interval)
         except Exception as exc:  # Java/Maven missing: say so in the report, keep the rest
-            cost.real = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            cost.real = {
+                "error": f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:"
+                f"{where.lineno})"[:500]
+            }
         run.log(f"progress (real broker): {cost.real}")
     return cost
