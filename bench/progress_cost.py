@@ -161,7 +161,7 @@ def run_fake(run: Any, procs: Any, cfg: Any, n: int, interval: float) -> dict[st
     """Checks off vs on (fake reader) over the same fake Connect; see the module docstring."""
     tasks = n * TASKS
     fake = run.start_fake_sinks(procs, cfg, n, TASKS, WORKER)
-    windows = 6 if not cfg.smoke else 3
+    windows = 6 if not cfg.smoke else 2
     seconds = interval * windows
     out: dict[str, Any] = {"source": "fake reader (no Kafka client), real sidecar"}
     off = _sidecar(run, procs, cfg, fake, "off", {})
@@ -331,7 +331,7 @@ def run_real(run: Any, procs: Any, cfg: Any, n: int, interval: float) -> dict[st
 
 def run_phase(run: Any, procs: Any, cfg: Any, real_kafka: bool) -> ProgressCost:
     n = 5 if cfg.smoke else 250
-    interval = 0.5 if cfg.smoke else 2.0
+    interval = 0.3 if cfg.smoke else 2.0
     cost = ProgressCost(n, n * TASKS, n * TASKS * PARTITIONS, interval)
     run.log(f"progress checks: fake reader, {n} sink connectors x {TASKS} tasks x {PARTITIONS}")
     cost.fake = run_fake(run, procs, cfg, n, interval)
