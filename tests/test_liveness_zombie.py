@@ -176,12 +176,14 @@ async def test_wired_zombie_fails_live_and_kafka_down_for_all_does_not() -> None
         assert code == 503, body
         assert codes(body) == ["kafka_unreachable"]
         assert "zombie" in body["reasons"][0]["message"]
+        assert sidecar.status()["progress"]["kafka"]["reachable_since"] is not None
 
         reader.down = True  # now Kafka is gone for the sidecar too: down for everyone
         clock.advance(30)
         await sidecar.poll()
         await runtime.loop.cycle()
         assert sidecar.live()[0] == 200
+        assert sidecar.status()["progress"]["kafka"]["reachable_since"] is None
         for _ in range(5):
             clock.advance(60)
             await sidecar.poll()
