@@ -217,7 +217,8 @@ def _requests_by_type(stats: dict[str, Any]) -> dict[str, int]:
 def run_real(run: Any, procs: Any, cfg: Any, n: int, interval: float) -> dict[str, Any]:
     """Against a real Apache Kafka broker (tools/realconnect); see the module docstring."""
     from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
 
     from app.progress.kafka import KafkaReader, client_config
     from app.settings import Settings
