@@ -128,7 +128,8 @@ class AnswerCache:
             checks = READY_CHECKS if progress is None else (*READY_CHECKS, progress.ready_check)
             verdict = evaluate_ready(state, self.rules, now, wall_offset, notes, checks)
         else:
-            verdict = evaluate_live(state, self.rules, now, wall_offset)
+            kafka = progress.kafka_evidence() if progress is not None else None
+            verdict = evaluate_live(state, self.rules, now, wall_offset, kafka)
             if progress is not None:
                 verdict = progress.amend_live(verdict, now, wall_offset)
         body = probe_body(

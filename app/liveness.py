@@ -9,11 +9,17 @@ Three decisions make up liveness, and each is a function below:
   per stretch of trouble, so a restarted worker is not killed while it boots but a flapping one is
   still judged;
 - the graces themselves (``evaluate_live``): trouble must last LIVE_GRACE, counted from the end of
-  STARTUP_GRACE at the earliest.
+  STARTUP_GRACE at the earliest;
+- the second opinion on a lost Kafka (``zombie_since``): Connect's /health saying the worker
+  cannot reach Kafka is not trouble by itself (Kafka down is down for every worker, and restarting
+  them all only adds a rebalance storm when it returns), but it is when the sidecar's own Kafka
+  reads (progress checks) succeed meanwhile: then only this worker lost Kafka, and a restart is
+  the cure.
 """
 
 import heapq
 import math
+from dataclasses import dataclass
 
 from app.pollstate import PollFailure, PollState
 from app.rules import ObjectView, Rules
@@ -50,27 +56,91 @@ def startup_rearmed(previous: PollState, failure: PollFailure) -> bool:
     return went_away and previous.polls > 0 and not previous.startup_rearmed
 
 
-def evaluate_live(state: PollState, rules: Rules, now: float, wall_offset: float) -> Verdict:
-    """Liveness: fails only when Connect itself has been broken for LIVE_GRACE (after startup)."""
+@dataclass(frozen=True, slots=True)
+class KafkaEvidence:
+    """The sidecar's own Kafka reads (progress checks): they have succeeded continuously since
+    ``since``, the latest at ``as_of``, which counts as current until ``as_of + fresh_for``."""
+
+    since: float
+    as_of: float
+    fresh_for: float
+
+
+def zombie_since(state: PollState, kafka: KafkaEvidence | None, now: float) -> float | None:
+    """Since when this worker has been a zombie, or None when it is not (known to be) one.
+
+    A zombie: Connect's /health says the worker cannot reach Kafka, yet the sidecar, in the same
+    pod, read Kafka after the worker lost it and its reads are current. Counted from the later of
+    the two, so that when Kafka comes back for everyone the worker gets a whole LIVE_GRACE to
+    notice before its stale "cannot reach Kafka" counts. No current read (progress checks off,
+    no sink task to read, or the sidecar's reads fail too): Kafka may be down for everyone, and
+    that is never liveness trouble.
+    """
+    lost = state.kafka_lost_since
+    if lost is None or state.failure is not None or kafka is None:
+        return None
+    if kafka.as_of < lost or now > kafka.as_of + kafka.fresh_for:
+        return None
+    return max(lost, kafka.since)
+
+
+def _trouble(
+    state: PollState, kafka: KafkaEvidence | None, now: float, wall_offset: float
+) -> tuple[float, str, ReasonCode] | None:
+    """The current stretch of liveness trouble: since when, what, and its reason code."""
+    if state.live_trouble_since is not None:
+        return (
+            state.live_trouble_since,
+            state.live_trouble or "Connect is not answering",
+            state.failure.code if state.failure else ReasonCode.WORKER_UNHEALTHY,
+        )
+    since = zombie_since(state, kafka, now)
+    if since is None or kafka is None:
+        return None
+    assert state.kafka_lost_since is not None
+    return (
+        since,
+        f"Connect's /health says this worker cannot reach Kafka (since "
+        f"{iso(state.kafka_lost_since, wall_offset)}), yet the sidecar read Kafka at "
+        f"{iso(kafka.as_of, wall_offset)}: only this worker lost Kafka (a zombie); a restart "
+        "is the cure",
+        ReasonCode.KAFKA_UNREACHABLE,
+    )
+
+
+def evaluate_live(
+    state: PollState,
+    rules: Rules,
+    now: float,
+    wall_offset: float,
+    kafka: KafkaEvidence | None = None,
+) -> Verdict:
+    """Liveness: fails only when Connect itself has been broken for LIVE_GRACE (after startup).
+    ``kafka``: the sidecar's own Kafka reads, when progress checks are on (the zombie check)."""
     startup_end = startup_grace_end(state, rules.startup_grace)
     valid_until = math.inf
     reasons: list[Reason] = []
     notes: list[str] = []
-    if state.live_trouble_since is not None:
-        counted_from = max(state.live_trouble_since, startup_end)
+    trouble_now = _trouble(state, kafka, now, wall_offset)
+    if kafka is not None and state.kafka_lost_since is not None:
+        stale_at = kafka.as_of + kafka.fresh_for
+        if stale_at > now:  # the second opinion goes stale then, and the verdict may change
+            valid_until = stale_at
+    if trouble_now is not None:
+        trouble_since, trouble, code = trouble_now
+        counted_from = max(trouble_since, startup_end)
         deadline = counted_from + rules.live_grace
-        trouble = state.live_trouble or "Connect is not answering"
         if now >= deadline:
             reasons.append(
                 Reason(
-                    state.failure.code if state.failure else ReasonCode.WORKER_UNHEALTHY,
-                    f"{trouble} (continuously since {iso(state.live_trouble_since, wall_offset)}, "
+                    code,
+                    f"{trouble} (continuously since {iso(trouble_since, wall_offset)}, "
                     f"LIVE_GRACE {rules.live_grace:g}s)",
-                    since=iso(state.live_trouble_since, wall_offset),
+                    since=iso(trouble_since, wall_offset),
                 )
             )
         else:
-            valid_until = deadline
+            valid_until = min(valid_until, deadline)
             notes.append(f"{trouble}; tolerated until {iso(deadline, wall_offset)}")
 
     if rules.live_fail_states and state.snapshot is not None:

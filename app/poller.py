@@ -244,6 +244,10 @@ class Poller:
 
         troubled = health.kind in ("unhealthy", "timeout")
         trouble_since = (previous.live_trouble_since or started) if troubled else None
+        # From when the sidecar saw it (the poll's end): /health takes up to its 10 s budget to
+        # say so, and LIVE_GRACE for a zombie must count from evidence the sidecar has.
+        lost = health.kind == "kafka_unreachable"
+        kafka_lost_since = (previous.kafka_lost_since or now) if lost else None
         if previous.failure is not None:
             logger.info("poll succeeded again after: %s", safe(previous.failure.message))
         same = snapshot is previous.snapshot and previous.failure is None
@@ -260,6 +264,7 @@ class Poller:
             failure=None,
             live_trouble_since=trouble_since,
             live_trouble=health.message if troubled else None,
+            kafka_lost_since=kafka_lost_since,
             startup_rearmed=previous.startup_rearmed if troubled else False,
             server_info=info,
         )

@@ -42,4 +42,8 @@ class PollState:
     # applied again until the trouble clears (a flapping worker must still be judged).
     startup_rearmed: bool = False
     live_trouble: str | None = None
+    # Since when Connect's /health has continuously said the worker cannot reach Kafka (a stage
+    # waiting on Kafka), as of the end of the poll that first said so: the zombie check of
+    # app.liveness compares it with the sidecar's own Kafka reads.
+    kafka_lost_since: float | None = None
     server_info: ServerInfo | None = None

@@ -87,8 +87,9 @@ def connection_reasons(state: PollState, rules: Rules, now: float) -> list[Reaso
         message = f"Connect's /health says unhealthy: {health.message}"
         return [Reason(ReasonCode.WORKER_UNHEALTHY, message)]
     if health.kind == "kafka_unreachable":
-        # Not live trouble (app.liveness): Kafka down is down for every worker, and restarting
-        # them all would only add a rebalance storm when it returns.
+        # Not live trouble by itself (app.liveness): Kafka down is down for every worker, and
+        # restarting them all would only add a rebalance storm when it returns; only when the
+        # sidecar's own Kafka reads succeed meanwhile (a zombie worker) does /live fail.
         message = (
             "Connect's /health says the worker is stuck waiting on Kafka (its connector statuses "
             f"are stale): {health.message}"

@@ -7,6 +7,11 @@ of issue 7 computed as ratios measured in this one run.
 
     .venv/bin/python bench/run.py                 # full run, writes bench/results.md (minutes)
     .venv/bin/python bench/run.py --smoke         # seconds, tiny N, no wrk needed, no verdicts
+    .venv/bin/python bench/run.py --progress-only # the progress checks' cost alone (issue 14)
+
+The progress checks' phase (bench/progress_cost.py) measures them at 1,000 sink tasks x 4
+partitions with a fake Kafka reader and, in a full run, against a real Apache Kafka broker
+(tools/realconnect: Java 17 and Maven; ``--no-real-kafka`` leaves that part out).
 
 Every process is stopped by PID in ``finally`` blocks; every load loop is bounded in time/count.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
@@ -79,6 +85,7 @@ class Config:
     poll_interval: float | None  # None = the sidecar's default
     sidecar_env: tuple[tuple[str, str], ...]
     start_timeout: float
+    real_kafka: bool = True  # the progress phase's real-broker part (full runs only)
 
 
 def make_config(args: argparse.Namespace) -> Config:
@@ -86,7 +93,7 @@ def make_config(args: argparse.Namespace) -> Config:
     load_tool = args.load_tool
     if load_tool == "auto":
         load_tool = "py" if smoke or shutil.which("wrk") is None else "wrk"
-    if not smoke and load_tool != "wrk" and not args.allow_py_load:
+    if not smoke and load_tool != "wrk" and not (args.allow_py_load or args.progress_only):
         raise SystemExit("wrk not found: run `make bench` (installs it) or apt-get install wrk")
     extra = tuple(tuple(kv.split("=", 1)) for kv in args.sidecar_env)
     env_pairs: tuple[tuple[str, str], ...] = tuple((k, v) for k, v in extra)
@@ -247,6 +254,34 @@ def start_fake(
         line = proc.popen.stdout.readline()
         if line.startswith(b"PORT ") or not line:
             break
+    if not line.startswith(b"PORT "):
+        procs.stop(proc)
+        raise RuntimeError(f"fake Connect did not start, see {proc.log_path}")
+    proc.port = int(line.split()[1])
+    return proc
+
+
+def start_fake_sinks(procs: Procs, cfg: Config, n: int, t: int, worker: str) -> Proc:
+    """A fake Connect whose ``n`` connectors are all sinks with ``t`` tasks on ``worker``."""
+    argv = [
+        str(cfg.python),
+        "-m",
+        "tools.fakeconnect.fast",
+        "--host",
+        HOST,
+        "--port",
+        "0",
+        "--connectors",
+        str(n),
+        "--tasks",
+        str(t),
+        "--worker-ids",
+        worker,
+        "--sinks",
+    ]
+    proc = procs.start(f"fake Connect {n} sinks x{t}", argv, {}, 0, f"fake-sinks-{n}")
+    assert proc.popen.stdout is not None
+    line = proc.popen.stdout.readline()
     if not line.startswith(b"PORT "):
         procs.stop(proc)
         raise RuntimeError(f"fake Connect did not start, see {proc.log_path}")
@@ -710,8 +745,15 @@ class Results:
     latencies: Latencies | None = None
     poll_cpu: dict[str, float] = field(default_factory=dict)
     envelope: Envelope | None = None
+    progress: dict[str, Any] | None = None  # bench/progress_cost.py (issue 14)
     commands: dict[str, str] = field(default_factory=dict)
     machine: dict[str, str] = field(default_factory=dict)
+
+
+def progress_phase(procs: Procs, cfg: Config) -> dict[str, Any]:
+    import progress_cost  # bench/, beside this file
+
+    return asdict(progress_cost.run_phase(sys.modules[__name__], procs, cfg, cfg.real_kafka))
 
 
 def default_poll_interval(cfg: Config) -> float:
@@ -955,6 +997,9 @@ def run_bench(cfg: Config) -> Results:
         log("mass failure at the response cap")
         res.envelope = envelope_run(procs, cfg)
         log(f"envelope: {res.envelope}")
+
+        # --- progress checks at 1,000 sink tasks x 4 partitions (issue 14) --------------------
+        res.progress = progress_phase(procs, cfg)
     finally:
         res.commands = dict(procs.commands)
         procs.stop_all()
@@ -1159,6 +1204,140 @@ def targets(res: Results, cfg: Config) -> list[Target]:
     return out
 
 
+def progress_targets(res: Results) -> list[Target]:
+    """Issue 14 item 7, when the progress phase ran."""
+    pr = res.progress
+    if not pr or not pr.get("fake"):
+        return []
+    fake = pr["fake"]
+    tasks = f"{pr['tasks']:,} sink tasks x {pr['partitions'] // max(1, pr['tasks'])} partitions"
+    out = [
+        Target(
+            "P1",
+            f"worst /ready latency while progress reads run, {tasks} (fake reader)",
+            max(fake["on"]["worst_ready_ms"], fake["on_hammered"]["worst_ready_ms"]),
+            "<=",
+            100.0,
+            " ms",
+        ),
+        Target(
+            "P2",
+            "progress reads per window, probes hammered / one kubelet-like client "
+            f"({fake['on_hammered']['probes']:,} vs {fake['on']['probes']:,} probes)",
+            fake["on_hammered"]["reads"] / max(1.0, fake["on"]["reads"]),
+            "<=",
+            1.2,
+            "x",
+        ),
+    ]
+    real = pr.get("real") or {}
+    if "requests_per_read_total" in real:
+        out.append(
+            Target(
+                "P3",
+                "Kafka requests per progress read per group "
+                f"({real['requests_per_read_total']:,.0f}"
+                f" for {real['groups']} groups; real broker; librdkafka's admin API sends them "
+                "per group)",
+                real["requests_per_read_total"] / real["groups"],
+                "<=",
+                6.0,
+            )
+        )
+        out.append(
+            Target(
+                "P4",
+                "worst /ready latency with real Kafka reads (real broker)",
+                real["on"]["worst_ready_ms"],
+                "<=",
+                100.0,
+                " ms",
+            )
+        )
+    return out
+
+
+def render_progress(res: Results) -> list[str]:
+    """The progress checks' section (issue 14 item 7)."""
+    pr = res.progress
+    if not pr:
+        return []
+    fake, real = pr.get("fake") or {}, pr.get("real") or {}
+    lines = [
+        "## Progress checks: cost at "
+        f"{pr['tasks']:,} sink tasks x {pr['partitions'] // max(1, pr['tasks'])} partitions\n",
+        f"{pr['connectors']} sink connectors x 4 tasks, all on this worker, one progress read "
+        f"every {pr['interval_s']:g} s. Which figure comes from what is in the Source column.\n",
+        "| Measure | Value | Source |",
+        "|---|---|---|",
+    ]
+    w = lines.append
+    src_f = "fake reader (`bench/progress_sidecar.py`), real sidecar"
+    if fake:
+        on, off, ham = fake["on"], fake["off"], fake["on_hammered"]
+        w(f"| tasks judged | {fake['judged_tasks']:,} | {src_f} |")
+        w(
+            f"| CPU per progress read (on minus off) | {_f(on.get('cpu_ms_per_read'), 1)} "
+            f"ms | {src_f} |"
+        )
+        w(
+            f"| RSS added by the checks (on minus off) | {fake['rss_added_kb'] / 1024:.1f} MiB "
+            f"| {src_f} |"
+        )
+        w(
+            f"| RSS off / on | {fake['rss_kb_off']['VmRSS'] / 1024:.1f} / "
+            f"{fake['rss_kb_on']['VmRSS'] / 1024:.1f} MiB | {src_f} |"
+        )
+        w(
+            f"| worst / p99 /ready, checks off | {off['worst_ready_ms']:.1f} / "
+            f"{off['p99_ready_ms']:.1f} ms ({off['probes']} probes) | {src_f} |"
+        )
+        w(
+            f"| worst / p99 /ready, checks on, {on['reads']:g} reads in the window | "
+            f"{on['worst_ready_ms']:.1f} / {on['p99_ready_ms']:.1f} ms ({on['probes']} probes) "
+            f"| {src_f} |"
+        )
+        w(
+            f"| same with {ham['hammer_clients']} more clients hammering /ready | "
+            f"{ham['worst_ready_ms']:.1f} / {ham['p99_ready_ms']:.1f} ms, {ham['reads']:g} reads "
+            f"({ham['probes']:,} probes) | {src_f} |"
+        )
+        w(
+            f"| Connect config reads (group ids, cached 10 min) | "
+            f"{fake['connect_config_requests']} | fake Connect's counter |"
+        )
+    if real.get("error"):
+        w(f"| real broker | not measured: {real['error']} | |")
+    elif real:
+        src_r = f"{real['broker']}, {real['groups']} groups, offsets committed, no members"
+        reqs = ", ".join(f"{k} {v:g}" for k, v in real["requests_per_read"].items())
+        w(
+            f"| Kafka requests per read | {real['requests_per_read_total']:g} ({reqs}) | "
+            f"{src_r}; librdkafka statistics of the reader |"
+        )
+        w(
+            f"| CPU / wall per read (in-process reader) | {real['read_cpu_ms_median']:.1f} / "
+            f"{real['read_wall_ms_median']:.1f} ms | {src_r} |"
+        )
+        w(
+            f"| RSS added (Kafka client + checks, on minus off) | "
+            f"{real['rss_added_kb'] / 1024:.1f} MiB | {src_r}; real sidecar |"
+        )
+        w(
+            f"| worst / p99 /ready with real reads | {real['on']['worst_ready_ms']:.1f} / "
+            f"{real['on']['p99_ready_ms']:.1f} ms, {real['on']['reads']:g} reads | {src_r} |"
+        )
+    w("")
+    w(
+        "Reads happen on the progress interval only (their own loop and thread): the probes' "
+        "rate does not change the number of reads, hence of Kafka requests. Groups without "
+        "members (the real-broker setup) need no ListOffsets; with members, one or two "
+        "ListOffsets per partition leader are added per read (one broker here)."
+    )
+    w("")
+    return lines
+
+
 def _f(x: float | None, digits: int = 2) -> str:
     if x is None or x != x:
         return "n/a"
@@ -1178,13 +1357,15 @@ def render(res: Results, cfg: Config) -> str:
     w("## Targets\n")
     w("| Target | What | Measured | Needed | Result |")
     w("|---|---|---|---|---|")
-    for t in targets(res, cfg):
+    for t in [*targets(res, cfg), *progress_targets(res)]:
         verdict = "PASS" if t.ok else "FAIL"
         w(
             f"| {t.name} | {t.what} | {_f(t.measured)}{t.unit} | {t.op} {t.limit:g}{t.unit} "
             f"| **{verdict}** |"
         )
     w("")
+
+    lines.extend(render_progress(res))
 
     w("## Throughput and latency of `/ready` (keep-alive connections)\n")
     w(
@@ -1379,11 +1560,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra environment for the sidecar (repeatable)",
     )
     p.add_argument("--print", action="store_true", help="print the report on stdout too")
+    p.add_argument(
+        "--progress-only", action="store_true", help="only the progress checks' cost (issue 14)"
+    )
+    p.add_argument(
+        "--no-real-kafka", action="store_true", help="progress phase without the real broker"
+    )
     return p.parse_args(argv)
 
 
+def progress_only(cfg: Config) -> int:
+    """``--progress-only``: the progress phase alone, its section as the report."""
+    res = Results(
+        mode="progress-only",
+        started=time.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        poll_interval=cfg.poll_interval or 0.0,
+    )
+    procs = Procs(cfg.logs)
+    try:
+        res.progress = progress_phase(procs, cfg)
+    finally:
+        procs.stop_all()
+    text = "\n".join(render_progress(res)) + "\n"
+    for t in progress_targets(res):
+        text += f"- {t.name} {t.what}: {_f(t.measured)}{t.unit} ({t.op} {t.limit:g}{t.unit}) "
+        text += "PASS\n" if t.ok else "FAIL\n"
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    cfg.out.write_text(text)
+    cfg.out.with_suffix(".json").write_text(json.dumps(res.progress, indent=1) + "\n")
+    sys.stdout.write(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    cfg = make_config(parse_args(argv))
+    args = parse_args(argv)
+    cfg = make_config(args)
+    if args.no_real_kafka:
+        cfg = dataclasses.replace(cfg, real_kafka=False)
+    if args.progress_only:
+        if not args.out:
+            cfg = dataclasses.replace(cfg, out=BENCH / "out" / "progress-results.md")
+        return progress_only(cfg)
     res = run_bench(cfg)
     write_report(res, cfg, sys.stdout if "--print" in (argv or sys.argv) else None)
     log(f"wrote {cfg.out}")

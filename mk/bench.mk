@@ -22,6 +22,7 @@ bench-smoke: install-dev ## seconds-long run of the bench machinery (no wrk); nu
 	$(BIN)/python bench/run.py --smoke $(BENCH_ARGS)
 
 BENCH_PY := bench/run.py tools/fakeconnect/fast.py bench/bare_app.py bench/exec_probe.py \
+	bench/progress_cost.py bench/progress_sidecar.py \
 	tests/test_bench_smoke.py
 
 bench-lint: install-dev ## ruff + mypy --strict on the benchmark's files

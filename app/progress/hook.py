@@ -4,6 +4,7 @@ so the cache needs no import of the progress package's machinery (nor librdkafka
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
+from app.liveness import KafkaEvidence
 from app.readiness import Findings, Judging
 from app.verdict import Verdict
 
@@ -15,6 +16,8 @@ class ProgressHook(Protocol):
     def ready_check(self, judging: Judging) -> Findings: ...
 
     def amend_live(self, verdict: Verdict, now: float, wall_offset: float) -> Verdict: ...
+
+    def kafka_evidence(self) -> KafkaEvidence | None: ...
 
     def status_section(self, now: float, wall_offset: float) -> Mapping[str, Any]: ...
 

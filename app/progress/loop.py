@@ -10,7 +10,8 @@ due (a hung client), that read is skipped and the tasks read as ``unknown``.
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from app.clock import Clock
@@ -19,13 +20,25 @@ from app.logs import safe
 from app.pollstate import PollState
 from app.progress.config import ProgressConfig
 from app.progress.reading import KafkaUnavailable, Reader
-from app.progress.rules import FLAGGED, KafkaRead, ProgressJudge, TaskKey, TaskProgress
+from app.progress.rules import (
+    FLAGGED,
+    KafkaRead,
+    ProgressJudge,
+    TaskKey,
+    TaskProgress,
+    TaskRef,
+)
 from app.progress.targets import GroupIds, sink_tasks_here, task_refs
 from app.restart import Restarter, Target, TargetFinder
 from app.rules import Rules
 from app.tracking import Tracked
 
 logger = logging.getLogger("app.progress")
+
+# While judging (tens of ms of pure Python at 1,000 tasks) the judge's thread hands the GIL over
+# after this long instead of the interpreter's 5 ms, so a probe on the event loop waits at most
+# this per step (bench/progress_cost.py measures /ready during reads).
+JUDGE_SWITCH_INTERVAL = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +53,10 @@ class ProgressView:
     last_duration: float | None = None
     groups: int = 0
     source_tasks: int = 0  # RUNNING source tasks here, whose progress is not judged
+    # Kafka answered every read since ``reachable_since``, the latest at ``reachable_at``
+    # (monotonic; None after a failed read): the second opinion of app.liveness.
+    reachable_since: float | None = None
+    reachable_at: float | None = None
 
     def flagged(self) -> list[TaskProgress]:
         """Stalled and not-consuming tasks, by connector and task."""
@@ -117,8 +134,17 @@ class ProgressLoop:
         read, failure = await self._read(groups)
         finished = self._clock.monotonic()
         verdicts = await asyncio.get_running_loop().run_in_executor(
-            self._judging, self._judge.judge, refs, read, finished, failure
+            self._judging, self._judge_yielding, refs, read, finished, failure
         )
+        before = self.view
+        if not groups:  # nothing was asked of Kafka: no news either way
+            reachable_since, reachable_at = before.reachable_since, before.reachable_at
+        elif read is None:
+            reachable_since = reachable_at = None
+        else:
+            reachable_since = before.reachable_since if before.reachable_at is not None else None
+            reachable_since = reachable_since if reachable_since is not None else finished
+            reachable_at = finished
         self._publish(
             ProgressView(
                 version=self.view.version + 1,
@@ -129,12 +155,29 @@ class ProgressLoop:
                 last_duration=finished - now,
                 groups=len(groups),
                 source_tasks=sources,
+                reachable_since=reachable_since,
+                reachable_at=reachable_at,
             )
         )
         if self.restarter is not None and state.failure is None:
             await self.restarter.after_poll(state)
             self.restart_counts = dict(self.restarter.counts())
         return self.view
+
+    def _judge_yielding(
+        self,
+        refs: Sequence[TaskRef],
+        read: KafkaRead | None,
+        now: float,
+        failure: str | None,
+    ) -> dict[TaskKey, TaskProgress]:
+        """``ProgressJudge.judge`` with a short GIL switch interval (restored after)."""
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(min(previous, JUDGE_SWITCH_INTERVAL))
+        try:
+            return self._judge.judge(refs, read, now, failure)
+        finally:
+            sys.setswitchinterval(previous)
 
     async def _read(self, groups: list[str]) -> tuple[KafkaRead | None, str | None]:
         if not groups:

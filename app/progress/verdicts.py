@@ -170,6 +170,10 @@ def status_section(
             if view.last_duration is not None
             else None,
             "groups": view.groups,
+            # The second opinion on a lost Kafka (app.liveness): read without a break since then.
+            "reachable_since": iso(view.reachable_since, wall_offset)
+            if view.reachable_since is not None
+            else None,
         },
         "counts": by_state,
         "tasks": [

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from app.answers import AnswerCache
 from app.clock import Clock
 from app.connect.client import ConnectClient
+from app.liveness import KafkaEvidence
 from app.pollstate import PollState
 from app.progress.config import ProgressConfig
 from app.progress.loop import ProgressLoop
@@ -60,6 +61,15 @@ class ProgressRuntime:
         restarter = self.loop.restarter
         notes = restarter.notes() if restarter is not None else None
         return amend(verdict, self.loop.view, self.loop.config, now, wall_offset, notes)
+
+    def kafka_evidence(self) -> KafkaEvidence | None:
+        """The sidecar's own Kafka reads for the zombie check: current for two intervals and a
+        read's deadline after the latest success (one late read does not withdraw it)."""
+        view, config = self.loop.view, self.loop.config
+        if view.reachable_since is None or view.reachable_at is None:
+            return None
+        fresh_for = 2 * config.interval + config.read_timeout + self.loop.read_slack
+        return KafkaEvidence(view.reachable_since, view.reachable_at, fresh_for)
 
     def status_section(self, now: float, wall_offset: float) -> Mapping[str, Any]:
         restarter = self.loop.restarter

@@ -47,7 +47,10 @@ def realconnect(request: pytest.FixtureRequest) -> Iterator[RealConnect]:
             pytest.fail(f"real Kafka tests cannot run: {exc}", pytrace=False)
         setup_seconds = time.monotonic() - started
         run = RunDir("tests")
-        broker = start_broker(artifacts, run, initial_rebalance_delay_ms=INITIAL_REBALANCE_DELAY_MS)
+        # sasl_ssl: a second listener (SCRAM-SHA-512 over TLS) the progress checks read through.
+        broker = start_broker(
+            artifacts, run, initial_rebalance_delay_ms=INITIAL_REBALANCE_DELAY_MS, sasl_ssl=True
+        )
         ctx = RealConnect(artifacts, run, broker, probe_bin)
         ctx.record("setup_seconds", setup_seconds)
         ctx.record("broker_start_seconds", broker.start_seconds)

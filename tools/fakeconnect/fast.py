@@ -9,6 +9,7 @@ Routes (GET and HEAD):
   /connectors?expand=status[&expand=info]  map name -> {"status": {...}[, "info": {...}]}
   /connectors                              list of names
   /connectors/{name}/status                one connector's status (404 if unknown)
+  /connectors/{name}/config                its config (the progress checks read the group id)
   /health                                  200 {"status": "healthy", "message": ...}
   /                                        server info {"version", "commit", "kafka_cluster_id"}
 Control routes (not counted):
@@ -59,6 +60,7 @@ class Catalogue:
         failed: int,
         trace_bytes: int = 0,
         state: str = "RUNNING",
+        sinks: bool = False,
     ) -> None:
         """``trace_bytes`` > 0: every task FAILED with a stack trace of about that size (a mass
         failure); its last line differs between the two renderings ``--vary`` alternates.
@@ -68,7 +70,7 @@ class Catalogue:
         self.status: dict[str, dict[str, Any]] = {}
         self.info: dict[str, dict[str, Any]] = {}
         for i, name in enumerate(self.names):
-            kind = "source" if i % 2 == 0 else "sink"
+            kind = "source" if i % 2 == 0 and not sinks else "sink"
             tasks: list[Task] = []
             for j in range(t):
                 worker = workers[(i + j) % len(workers)]
@@ -94,6 +96,7 @@ class Catalogue:
             }
         self.list_body = _dumps(self.names)
         self.status_bodies = {name: _dumps(s) for name, s in self.status.items()}
+        self.config_bodies = {name: _dumps(i["config"]) for name, i in self.info.items()}
         self.health_body = _dumps(HEALTHY)
         self.root_body = _dumps(ROOT)
         self._expand: dict[tuple[bool, bool, bool], bytes] = {}
@@ -309,6 +312,13 @@ class ConnectProtocol(asyncio.Protocol):
             if found is None:
                 return 404, _error(404, f"No status found for connector {name}"), delay
             return 200, found, delay
+        if path.startswith("/connectors/") and path.endswith("/config"):
+            state.count("connector_config")
+            name = unquote(path[len("/connectors/") : -len("/config")])
+            found = cat.config_bodies.get(name)
+            if found is None:
+                return 404, _error(404, f"Connector {name} not found"), delay
+            return 200, found, delay
         state.count("other")
         return 404, _error(404, "HTTP 404 Not Found"), delay
 
@@ -321,7 +331,7 @@ async def serve(args: argparse.Namespace) -> None:
     port = listener.getsockname()[1]
     workers = [w.strip() for w in args.worker_ids.split(",") if w.strip()] or [f"127.0.0.1:{port}"]
     catalogue = Catalogue(
-        args.connectors, args.tasks, workers, args.failed, args.trace_bytes, args.state
+        args.connectors, args.tasks, workers, args.failed, args.trace_bytes, args.state, args.sinks
     )
     state = State(catalogue, args.latency, args.vary)
     # Render the expand bodies the poller will ask for before accepting connections.
@@ -367,6 +377,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="alternate two renderings of the map (a different body on every poll)",
     )
+    p.add_argument("--sinks", action="store_true", help="every connector a sink (default: half)")
     return p.parse_args(argv)
 
 

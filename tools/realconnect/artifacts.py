@@ -11,7 +11,8 @@ resolves everything on first use; later runs do not even start Maven.
 Each resolved directory is named after the sha256 of its pom (a changed pom resolves again) and
 holds a manifest of every jar's sha256, checked on each use (a corrupted cache is resolved again).
 A file lock serialises concurrent setups (parallel pytest runs, the demo next to the tests).
-The test connector plugin (``java/plugin``) is compiled once with ``javac`` against the oldest
+The test connector plugin (``java/plugin``: the failing source; ``../testplugins/sink``: the
+controllable sink of the progress checks) is compiled once with ``javac`` against the oldest
 Connect API here (3.6.2); the same jar loads in every version.
 
 ``python -m tools.realconnect.artifacts`` (``make realconnect-setup``) does all of it.
@@ -43,6 +44,11 @@ JAVA_DIR = HERE / "java"
 PLUGIN_SOURCE_DIR = JAVA_DIR / "plugin" / "src"
 PLUGIN_RESOURCE_DIR = JAVA_DIR / "plugin" / "resources"
 PLUGIN_JAR = "probe-test-plugin.jar"
+# The controllable sink of the progress checks (its own pom for IDEs; compiled here with javac
+# into the same jar, so every worker of the harness has it on its plugin path).
+SINK_PLUGIN_DIR = HERE.parent / "testplugins" / "sink" / "src" / "main"
+PLUGIN_SOURCE_DIRS = (PLUGIN_SOURCE_DIR, SINK_PLUGIN_DIR / "java")
+PLUGIN_RESOURCE_DIRS = (PLUGIN_RESOURCE_DIR, SINK_PLUGIN_DIR / "resources")
 
 BROKER_VERSION = "4.4.0"
 # Newest 4.x served whole (the default everywhere; see maven/connect-4.3.1/pom.xml why not
@@ -274,8 +280,9 @@ def resolve(name: str, root: Path, log: Log) -> Path:
 def build_key(javac: str, api_tree: Path) -> str:
     """Hash of the plugin's sources, the javac version and the API jars compiled against."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in (JAVA_DIR / "plugin").rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(JAVA_DIR)).encode() + b"\0" + path.read_bytes())
+    for tree in (JAVA_DIR / "plugin", SINK_PLUGIN_DIR):
+        for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(tree.parent)).encode() + b"\0" + path.read_bytes())
     version = subprocess.run([javac, "-version"], capture_output=True, text=True, check=False)
     digest.update((version.stdout + version.stderr).encode())
     digest.update((api_tree / MANIFEST).read_bytes())
@@ -305,13 +312,13 @@ def build_plugin(root: Path, api_tree: Path, log: Log) -> Path:
         classpath = os.pathsep.join(
             str(p) for p in _jars(api_tree / "lib") if p.name.startswith(("connect-api-", "kafka-"))
         )
-        sources = sorted(str(p) for p in PLUGIN_SOURCE_DIR.rglob("*.java"))
+        sources = sorted(str(p) for d in PLUGIN_SOURCE_DIRS for p in d.rglob("*.java"))
         _run(
             [javac, "--release", "17", "-nowarn", "-cp", classpath,
              "-d", str(staged / "classes"), *sources],
             what="javac (test plugin)",
         )  # fmt: skip
-        _write_jar(staged / PLUGIN_JAR, [staged / "classes", PLUGIN_RESOURCE_DIR])
+        _write_jar(staged / PLUGIN_JAR, [staged / "classes", *PLUGIN_RESOURCE_DIRS])
         shutil.rmtree(staged / "classes")
         shutil.rmtree(build, ignore_errors=True)
         staged.rename(build)

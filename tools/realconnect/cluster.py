@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -142,6 +143,54 @@ group.initial.rebalance.delay.ms={initial_rebalance_delay_ms}
 # Logged by kafka.server.KafkaRaftServer once the broker serves requests.
 BROKER_STARTED = "Kafka Server started"
 
+# A SASL_SSL listener with one SCRAM-SHA-512 user, for clients that connect like production ones.
+SASL_SSL_PROPERTIES = """\
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location={keystore}
+"""
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True)
+class ScramListener:
+    """The broker's SASL_SSL listener: its port, its SCRAM-SHA-512 user, the files a client
+    needs (``ca_file``: the broker's self-signed certificate, for 127.0.0.1 only;
+    ``password_file``: mode 0600). The password is kept in no argument list (``ps``)."""
+
+    port: int
+    username: str
+    password: str
+    password_file: Path
+    ca_file: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throw-away key and self-signed certificate for ``127.0.0.1`` (openssl): the broker's
+    PEM keystore (key + certificate) and the certificate alone, the clients' CA file."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("`openssl` not found: install it, e.g. `apt-get install openssl`")
+    key, cert = directory / "broker.key", directory / "broker-ca.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    keystore = directory / "broker-keystore.pem"
+    keystore.write_bytes(key.read_bytes() + cert.read_bytes())
+    keystore.chmod(0o600)
+    key.unlink()
+    return keystore, cert
+
 
 def cluster_id() -> str:
     """A random KRaft cluster id, as ``kafka-storage.sh random-uuid`` makes: 16 random bytes in
@@ -170,6 +219,9 @@ class Broker:
     proc: ManagedProcess | None = None
     starts: int = 0
     start_seconds: float = 0.0
+    scram: ScramListener | None = None
+    # (bound port, advertised port) of the PROXIED listener, see start_broker(proxied_port=…).
+    proxied: tuple[int, int] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -237,10 +289,17 @@ def start_broker(
     name: str = "broker",
     initial_rebalance_delay_ms: int = 0,
     timeout: float = 90.0,
+    sasl_ssl: bool = False,
+    proxied_port: int | None = None,
 ) -> Broker:
     """Formats a fresh data directory with Kafka's storage tool and starts the broker on free
     ports. ``initial_rebalance_delay_ms``: the broker's ``group.initial.rebalance.delay.ms``
     (3 s in Kafka's defaults; 0 here unless asked, so that each new Connect group joins at once).
+    ``sasl_ssl``: also a SASL_SSL listener (self-signed certificate for 127.0.0.1) with a
+    SCRAM-SHA-512 user created by the storage tool's ``--add-scram`` (``Broker.scram``).
+    ``proxied_port``: also a PLAINTEXT listener that advertises ``127.0.0.1:proxied_port``, so a
+    client bootstrapped through a proxy on that port (tools.realconnect.tcpproxy) sends all its
+    traffic through it (``Broker.proxied``: the listener's own port, the advertised one).
     """
     java = require_java("java")
     for attempt in range(3):
@@ -248,19 +307,36 @@ def start_broker(
         data_dir = run.sub(f"{name}-data")
         shutil.rmtree(data_dir)
         config_path = run.path / f"{name}.properties"
-        config_path.write_text(
-            BROKER_PROPERTIES.format(
-                version=artifacts.broker_version,
-                port=port,
-                controller_port=controller_port,
-                data_dir=data_dir,
-                initial_rebalance_delay_ms=initial_rebalance_delay_ms,
-            )
+        config = BROKER_PROPERTIES.format(
+            version=artifacts.broker_version,
+            port=port,
+            controller_port=controller_port,
+            data_dir=data_dir,
+            initial_rebalance_delay_ms=initial_rebalance_delay_ms,
         )
+        scram: ScramListener | None = None
+        if sasl_ssl:
+            secrets_dir = run.sub(f"{name}-secrets")
+            secrets_dir.chmod(0o700)
+            keystore, ca_file = self_signed_cert(secrets_dir)
+            password = secrets.token_urlsafe(18)
+            password_file = secrets_dir / "scram-password"
+            password_file.write_text(password)
+            password_file.chmod(0o600)
+            scram = ScramListener(free_port(), "probe", password, password_file, ca_file)
+            config = _add_listener(config, "SASL_SSL", scram.port, scram.port, "SASL_SSL")
+            config += SASL_SSL_PROPERTIES.format(keystore=keystore)
+        proxied: tuple[int, int] | None = None
+        if proxied_port is not None:
+            proxied = (free_port(), proxied_port)
+            config = _add_listener(config, "PROXIED", proxied[0], proxied_port, "PLAINTEXT")
+        config_path.write_text(config)
         log_path = run.path / f"{name}.log"
         _log4j_file(run)
-        format_storage(java, artifacts, config_path, log_path)
+        format_storage(java, artifacts, config_path, log_path, scram)
         broker = Broker(artifacts, run, name, port, controller_port, config_path, log_path)
+        broker.scram = scram
+        broker.proxied = proxied
         try:
             broker.start(timeout)
             return broker
@@ -270,18 +346,59 @@ def start_broker(
     raise AssertionError("unreachable")
 
 
-def format_storage(java: str, artifacts: Artifacts, config_path: Path, log_path: Path) -> None:
-    """``kafka-storage.sh format --standalone -t <id> -c <config>``: Kafka's own tool."""
+def _add_listener(config: str, name: str, port: int, advertised: int, protocol: str) -> str:
+    """``config`` with one more listener ``name`` bound to ``port``, advertising ``advertised``."""
+    lines = []
+    for line in config.splitlines():
+        key = line.partition("=")[0]
+        if key == "listeners":
+            line += f",{name}://127.0.0.1:{port}"
+        elif key == "advertised.listeners":
+            line += f",{name}://127.0.0.1:{advertised}"
+        elif key == "listener.security.protocol.map":
+            line += f",{name}:{protocol}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def format_storage(
+    java: str,
+    artifacts: Artifacts,
+    config_path: Path,
+    log_path: Path,
+    scram: ScramListener | None = None,
+) -> None:
+    """``kafka-storage.sh format --standalone -t <id> -c <config>``: Kafka's own tool; with
+    ``scram``, ``--add-scram`` creates its user. The tool's arguments then go in an ``@file``
+    (argparse4j's, one argument a line; mode 0600, removed after), so that the password is in no
+    process listing."""
+    args = ["format", "--standalone", "-t", cluster_id(), "-c", str(config_path)]
+    shown = list(args)
+    argfile: Path | None = None
+    if scram is not None:
+        scram_arg = f"{SCRAM_MECHANISM}=[name={scram.username},password={scram.password}]"
+        argfile = scram.password_file.parent / "storage-format.args"
+        argfile.touch(mode=0o600)
+        argfile.write_text("\n".join([*args, "--add-scram", scram_arg]) + "\n")
+        args = [f"@{argfile}"]
+        shown += ["--add-scram", f"{SCRAM_MECHANISM}=[name={scram.username},password=***]"]
     cmd = [
         java, *JVM_COMMON, "-Xmx128m",
         "-Dlog4j2.configurationFile=file:" + str(config_path.parent / "log4j2.properties"),
-        "-cp", artifacts.broker_classpath, "kafka.tools.StorageTool",
-        "format", "--standalone", "-t", cluster_id(), "-c", str(config_path),
+        "-cp", artifacts.broker_classpath, "kafka.tools.StorageTool", *args,
     ]  # fmt: skip
-    with log_path.open("ab") as log:
-        log.write(f"# {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
-        log.flush()
-        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False)
+    try:
+        with log_path.open("ab") as log:
+            log.write(
+                f"# {time.strftime('%H:%M:%S')} {' '.join(cmd[: -len(args)] + shown)}\n".encode()
+            )
+            log.flush()
+            done = subprocess.run(
+                cmd, stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False
+            )
+    finally:
+        if argfile is not None:
+            argfile.unlink(missing_ok=True)
     if done.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
         raise ProcessDied(f"kafka-storage format exited with {done.returncode}:\n{tail}")

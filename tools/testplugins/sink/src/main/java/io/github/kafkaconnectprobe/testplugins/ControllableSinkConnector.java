@@ -18,12 +18,15 @@ import org.apache.kafka.connect.sink.SinkConnector;
  *   <li>{@code commit=false}: {@code preCommit()} returns no offsets, so nothing is ever
  *       committed (a sink that is stuck although it keeps polling).
  *   <li>{@code put.delay.ms}: sleep this long per non-empty batch (a slow sink).
+ *   <li>{@code unblock.on.restart=true}: the second start of a task with this block file in this
+ *       worker deletes the file (a restart cures it; the blocked first instance returns too).
  * </ul>
  */
 public class ControllableSinkConnector extends SinkConnector {
   public static final String BLOCK_FILE = "block.file";
   public static final String COMMIT = "commit";
   public static final String PUT_DELAY_MS = "put.delay.ms";
+  public static final String UNBLOCK_ON_RESTART = "unblock.on.restart";
 
   static final ConfigDef CONFIG =
       new ConfigDef()
@@ -32,7 +35,10 @@ public class ControllableSinkConnector extends SinkConnector {
           .define(COMMIT, ConfigDef.Type.BOOLEAN, true, ConfigDef.Importance.LOW,
               "false: preCommit() returns no offsets, so nothing is ever committed")
           .define(PUT_DELAY_MS, ConfigDef.Type.LONG, 0L, ConfigDef.Importance.LOW,
-              "sleep per non-empty batch, milliseconds");
+              "sleep per non-empty batch, milliseconds")
+          .define(UNBLOCK_ON_RESTART, ConfigDef.Type.BOOLEAN, false, ConfigDef.Importance.LOW,
+              "true: a task started again (a restart) deletes block.file, as if a restart cured "
+                  + "the downstream system");
 
   private Map<String, String> props = new HashMap<>();
 

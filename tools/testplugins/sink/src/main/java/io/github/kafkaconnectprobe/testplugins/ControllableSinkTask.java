@@ -4,6 +4,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Collection;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.AbstractConfig;
@@ -12,6 +14,8 @@ import org.apache.kafka.connect.sink.SinkTask;
 
 /** See {@link ControllableSinkConnector}. Counts what it consumed; stores nothing. */
 public class ControllableSinkTask extends SinkTask {
+  // Block files of tasks started before in this worker (unblock.on.restart).
+  private static final Set<String> STARTED = ConcurrentHashMap.newKeySet();
   private Path blockFile;
   private boolean commit = true;
   private long putDelayMs;
@@ -26,6 +30,15 @@ public class ControllableSinkTask extends SinkTask {
     commit = config.getBoolean(ControllableSinkConnector.COMMIT);
     putDelayMs = config.getLong(ControllableSinkConnector.PUT_DELAY_MS);
     stopping = false;
+    if (blockFile != null
+        && !STARTED.add(file)
+        && config.getBoolean(ControllableSinkConnector.UNBLOCK_ON_RESTART)) {
+      try {
+        Files.deleteIfExists(blockFile);
+      } catch (java.io.IOException e) {
+        throw new org.apache.kafka.connect.errors.ConnectException(e);
+      }
+    }
   }
 
   @Override
