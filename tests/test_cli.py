@@ -37,6 +37,58 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         ({"CONNECT_PROBE_WORKER_ID": "no-port"}, "CONNECT_PROBE_WORKER_ID"),
         ({"CONNECT_PROBE_PASSWORD": SECRET}, "USERNAME"),
         ({"CONNECT_PROBE_LOG_FORMAT": "xml"}, "CONNECT_PROBE_LOG_FORMAT"),
+        # progress checks (app/progress)
+        (
+            {"CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS": "no-port"},
+            "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS",
+        ),
+        ({"CONNECT_PROBE_KAFKA_SECURITY_PROTOCOL": "TLS"}, "CONNECT_PROBE_KAFKA_SECURITY_PROTOCOL"),
+        ({"CONNECT_PROBE_KAFKA_SASL_MECHANISM": "GSSAPI"}, "CONNECT_PROBE_KAFKA_SASL_MECHANISM"),
+        ({"CONNECT_PROBE_STALL_WINDOWS": "s3-*"}, "CONNECT_PROBE_STALL_WINDOWS"),
+        ({"CONNECT_PROBE_STALL_WINDOWS": "s3-*=0"}, "CONNECT_PROBE_STALL_WINDOWS"),
+        ({"CONNECT_PROBE_PROGRESS_EXCLUDE": "re:("}, "CONNECT_PROBE_PROGRESS_EXCLUDE"),
+        ({"CONNECT_PROBE_ALLOWED_LAG": "-1"}, "CONNECT_PROBE_ALLOWED_LAG"),
+        ({"CONNECT_PROBE_PROGRESS_INTERVAL": "0"}, "CONNECT_PROBE_PROGRESS_INTERVAL"),
+        (
+            {"CONNECT_PROBE_KAFKA_PASSWORD_FILE": "/nonexistent/pw"},
+            "CONNECT_PROBE_KAFKA_PASSWORD_FILE",
+        ),
+        ({"CONNECT_PROBE_AUTO_RESTART_STALLED": "true"}, "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS"),
+        ({"CONNECT_PROBE_LIVE_FAIL_ON_STALL": "true"}, "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS"),
+        (
+            {"CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS": "k:9092", "CONNECT_PROBE_STALL_WINDOW": "20"},
+            "CONNECT_PROBE_STALL_WINDOW (20) must be at least CONNECT_PROBE_PROGRESS_INTERVAL (30)",
+        ),
+        (
+            {
+                "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+                "CONNECT_PROBE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            },
+            "CONNECT_PROBE_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            {
+                "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+                "CONNECT_PROBE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "CONNECT_PROBE_KAFKA_SASL_MECHANISM": "scram-sha-512",
+                "CONNECT_PROBE_KAFKA_USERNAME": "probe",
+            },
+            "CONNECT_PROBE_KAFKA_PASSWORD_FILE",
+        ),
+        (
+            {
+                "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+                "CONNECT_PROBE_KAFKA_USERNAME": "probe",
+            },
+            "CONNECT_PROBE_KAFKA_SECURITY_PROTOCOL",
+        ),
+        (
+            {
+                "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+                "CONNECT_PROBE_KAFKA_CA_FILE": "/etc/hostname",
+            },
+            "CONNECT_PROBE_KAFKA_SECURITY_PROTOCOL",
+        ),
     ],
 )
 def test_invalid_configuration_exits_2_naming_the_variable(

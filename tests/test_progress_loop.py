@@ -326,63 +326,6 @@ def test_settings_defaults() -> None:
     assert (settings.live_fail_on_stall, settings.auto_restart_stalled) == (False, False)
 
 
-@pytest.mark.parametrize(
-    ("env", "variable"),
-    [
-        ({"KAFKA_BOOTSTRAP_SERVERS": "no-port"}, "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS"),
-        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "CONNECT_PROBE_KAFKA_SECURITY_PROTOCOL"),
-        ({"KAFKA_SASL_MECHANISM": "GSSAPI"}, "CONNECT_PROBE_KAFKA_SASL_MECHANISM"),
-        ({"STALL_WINDOWS": "s3-*"}, "CONNECT_PROBE_STALL_WINDOWS"),
-        ({"STALL_WINDOWS": "s3-*=0"}, "CONNECT_PROBE_STALL_WINDOWS"),
-        ({"PROGRESS_EXCLUDE": "re:("}, "CONNECT_PROBE_PROGRESS_EXCLUDE"),
-        ({"ALLOWED_LAG": "-1"}, "CONNECT_PROBE_ALLOWED_LAG"),
-        ({"PROGRESS_INTERVAL": "0"}, "CONNECT_PROBE_PROGRESS_INTERVAL"),
-        ({"KAFKA_PASSWORD_FILE": "/nonexistent/pw"}, "CONNECT_PROBE_KAFKA_PASSWORD_FILE"),
-        ({"AUTO_RESTART_STALLED": "true"}, "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS"),
-        ({"LIVE_FAIL_ON_STALL": "true"}, "CONNECT_PROBE_KAFKA_BOOTSTRAP_SERVERS"),
-        (
-            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "STALL_WINDOW": "20"},
-            "CONNECT_PROBE_STALL_WINDOW (20) must be at least CONNECT_PROBE_PROGRESS_INTERVAL (30)",
-        ),
-        (
-            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
-            "CONNECT_PROBE_KAFKA_SASL_MECHANISM",
-        ),
-        (
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": "k:9092",
-                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-                "KAFKA_SASL_MECHANISM": "scram-sha-512",
-                "KAFKA_USERNAME": "probe",
-            },
-            "CONNECT_PROBE_KAFKA_PASSWORD_FILE",
-        ),
-        (
-            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_USERNAME": "probe"},
-            "CONNECT_PROBE_KAFKA_SECURITY_PROTOCOL",
-        ),
-        (
-            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_CA_FILE": "/etc/hostname"},
-            "CONNECT_PROBE_KAFKA_SECURITY_PROTOCOL",
-        ),
-    ],
-)
-def test_invalid_progress_settings_exit_2_naming_the_variable(
-    env: dict[str, str],
-    variable: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from app.cli import main
-
-    for name, value in env.items():
-        monkeypatch.setenv(f"CONNECT_PROBE_{name}", value)
-    assert main([]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert variable in err
-
-
 def test_the_password_never_shows(tmp_path: Path) -> None:
     from app.progress.kafka import client_config
     from app.settings import Settings
