@@ -160,7 +160,7 @@ def _summary(win: _Window, base: _Window | None) -> dict[str, Any]:
 def run_fake(run: Any, procs: Any, cfg: Any, n: int, interval: float) -> dict[str, Any]:
     """Checks off vs on (fake reader) over the same fake Connect; see the module docstring."""
     tasks = n * TASKS
-    fake = run.start_fake_sinks(procs, cfg, n, TASKS, WORKER)
+    fake = run.start_fake(procs, cfg, n, TASKS, label=f"sinks-{n}", workers=WORKER, sinks=True)
     windows = 6 if not cfg.smoke else 2
     seconds = interval * windows
     out: dict[str, Any] = {"source": "fake reader (no Kafka client), real sidecar"}
@@ -298,7 +298,7 @@ def run_real(run: Any, procs: Any, cfg: Any, n: int, interval: float) -> dict[st
         out["read_cpu_ms_median"] = round(statistics.median(cpu) * 1e3, 1)
         out["read_wall_ms_median"] = round(statistics.median(wall) * 1e3, 1)
 
-        fake = run.start_fake_sinks(procs, cfg, n, TASKS, WORKER)
+        fake = run.start_fake(procs, cfg, n, TASKS, label=f"sinks-{n}", workers=WORKER, sinks=True)
         off = _sidecar(run, procs, cfg, fake, "off-real", {})
         run.wait_started(off, "/ready", cfg.start_timeout)
         time.sleep(interval)

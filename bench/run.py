@@ -226,7 +226,10 @@ def start_fake(
     vary: bool = False,
     label: str = "",
     trace_bytes: int = 0,
+    workers: str = "10.0.0.1:8083,10.0.0.2:8083,10.0.0.3:8083",
+    sinks: bool = False,
 ) -> Proc:
+    """The fast fake Connect; ``sinks``: every connector a sink (else half are sources)."""
     argv = [
         str(cfg.python),
         "-m",
@@ -240,8 +243,10 @@ def start_fake(
         "--tasks",
         str(t),
         "--worker-ids",
-        "10.0.0.1:8083,10.0.0.2:8083,10.0.0.3:8083",
+        workers,
     ]
+    if sinks:
+        argv.append("--sinks")
     if vary:
         argv.append("--vary")
     if trace_bytes:
@@ -254,34 +259,6 @@ def start_fake(
         line = proc.popen.stdout.readline()
         if line.startswith(b"PORT ") or not line:
             break
-    if not line.startswith(b"PORT "):
-        procs.stop(proc)
-        raise RuntimeError(f"fake Connect did not start, see {proc.log_path}")
-    proc.port = int(line.split()[1])
-    return proc
-
-
-def start_fake_sinks(procs: Procs, cfg: Config, n: int, t: int, worker: str) -> Proc:
-    """A fake Connect whose ``n`` connectors are all sinks with ``t`` tasks on ``worker``."""
-    argv = [
-        str(cfg.python),
-        "-m",
-        "tools.fakeconnect.fast",
-        "--host",
-        HOST,
-        "--port",
-        "0",
-        "--connectors",
-        str(n),
-        "--tasks",
-        str(t),
-        "--worker-ids",
-        worker,
-        "--sinks",
-    ]
-    proc = procs.start(f"fake Connect {n} sinks x{t}", argv, {}, 0, f"fake-sinks-{n}")
-    assert proc.popen.stdout is not None
-    line = proc.popen.stdout.readline()
     if not line.startswith(b"PORT "):
         procs.stop(proc)
         raise RuntimeError(f"fake Connect did not start, see {proc.log_path}")
