@@ -3,9 +3,10 @@
 ``BENCH_FAKE_KAFKA_TASKS=T`` (tasks per group) and ``BENCH_FAKE_KAFKA_PARTITIONS=P`` (partitions
 per task): every group ``connect-<name>`` the progress loop asks for answers at once with T
 members ``connector-consumer-<name>-<t>``, P partitions each, committed offsets that move a
-little each read behind log-end offsets. ``app.progress.kafka`` is replaced by this stub module
-before the app starts, so librdkafka is never loaded: the RSS and CPU measured are the progress
-checks' own (judging, views, metrics), not the Kafka client's (measured against a real broker).
+little each read behind log-end offsets. The reader's child process builds this reader instead
+of ``app.progress.kafka``'s, so librdkafka is never loaded: the RSS and CPU measured are the
+progress checks' own (judging, views, metrics), not the Kafka client's (measured against a real
+broker).
 Everything else is the real sidecar: ``connect-probe`` configured by environment.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import types
 from collections.abc import Sequence
 
 from app.progress.rules import GroupRead, KafkaRead, Member
@@ -49,11 +49,12 @@ class FakeReader:
 
 
 def main() -> int:
-    stub = types.ModuleType("app.progress.kafka")
-    stub.KafkaReader = FakeReader  # type: ignore[attr-defined]
-    sys.modules["app.progress.kafka"] = stub
+    # The reader runs in the Kafka client's child process (app/progress/isolated.py), which
+    # imports it by name: this module, from bench/ on the path the child inherits.
+    import app.progress.isolated as isolated
     from app.cli import main as sidecar
 
+    isolated.KAFKA_READER = "progress_sidecar:FakeReader"
     return sidecar(sys.argv[1:])
 
 

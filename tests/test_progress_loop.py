@@ -364,7 +364,8 @@ print(section["enabled"], ",".join(loaded) or "-")
 @pytest.mark.process  # a fresh interpreter, so nothing is imported already
 @pytest.mark.parametrize(
     ("args", "expected"),
-    [((), "False -"), (("127.0.0.1:1",), "True confluent_kafka,app.progress.wiring")],
+    # Enabled: librdkafka is loaded in the Kafka client's own process only (app/progress/isolated).
+    [((), "False -"), (("127.0.0.1:1",), "True app.progress.wiring")],
 )
 def test_the_kafka_client_is_imported_only_when_enabled(
     args: tuple[str, ...], expected: str

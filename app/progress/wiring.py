@@ -45,6 +45,7 @@ class ProgressRuntime:
             "password_file": "<set>" if settings.kafka_password_file is not None else None,
         }
         self.task: asyncio.Task[None] | None = None
+        self.on_close: Callable[[], None] | None = None  # e.g. stop the Kafka client's process
 
     @property
     def version(self) -> int:
@@ -87,6 +88,8 @@ class ProgressRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
         self.loop.close()
+        if self.on_close is not None:
+            self.on_close()
 
 
 def build(
@@ -147,12 +150,12 @@ def attach(
     """Start the progress loop beside the poller and hook it into ``answers``; None when off."""
     if settings.kafka_bootstrap_servers is None:
         return None
-    from app.progress.kafka import KafkaReader  # loads librdkafka: only now
+    from app.progress.isolated import IsolatedReader  # librdkafka: in its child process only
 
     rules = Rules.from_settings(settings, answers.identity)
-    runtime = build(
-        settings, client, rules, clock, lambda: answers.state, KafkaReader(settings), registry
-    )
+    reader = IsolatedReader(settings)
+    runtime = build(settings, client, rules, clock, lambda: answers.state, reader, registry)
+    runtime.on_close = reader.close
     answers.progress = runtime
     runtime.task = asyncio.create_task(runtime.loop.run(), name="kafka-progress")
     logger.info(
