@@ -328,8 +328,12 @@ def test_fault_is_a_503_with_its_reason_in_milliseconds_and_recovers(
         )
         assert failing.status_code == 503, failing.text
         assert first_code(failing) == expected, failing.text
-        for response in seen[:-1]:  # nothing else on the way: no 500, no other reason
-            assert response.status_code == 200 or first_code(response) == expected, response.text
+        # Nothing else on the way: no 500, no other reason — except that a timeout fault hits
+        # GET /health too, and a poll whose listing was answered just before the switch reports
+        # the /health half of the same fault (worker_unhealthy) first.
+        on_the_way = {expected} | ({"worker_unhealthy"} if expected == "connect_timeout" else set())
+        for response in seen[:-1]:
+            assert response.status_code == 200 or first_code(response) in on_the_way, response.text
         during = [prober.get("/ready") for _ in range(10)]
         assert {(r.status_code, first_code(r)) for r in during} == {(503, expected)}
         body = failing.json()
